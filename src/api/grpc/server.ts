@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { toGatewayError, type GatewayError } from '../../core/errors.js';
+import type { Logger } from '../../observability/logger.js';
+import {
+  inferRequestFromMessage,
+  inferResponseToMessage,
+  modelMetadataToMessage,
+} from '../../protocols/v2/grpc-codec.js';
+import {
+  INFERENCE_SERVICE,
+  type ModelInferRequestMessage,
+  type ModelStreamInferResponseMessage,
+} from '../../protocols/v2/grpc-proto.js';
+import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
+
+export interface GrpcApiOptions {
+  readonly maxMessageBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/** Requests of one ModelStreamInfer stream processed at once; beyond it the stream is paused (backpressure). */
+const STREAM_MAX_IN_FLIGHT = 16;
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
+/** The parts of a server call the context needs (unary and streaming calls alike). */
+type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): grpc.Deadline };
+
+/**
+ * The client-facing gRPC API: inference.GRPCInferenceService, wire-compatible
+ * with Triton's, so Triton's own clients work unchanged.
+ */
+export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions): grpc.Server {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': opts.maxMessageBytes,
+    'grpc.max_send_message_length': opts.maxMessageBytes,
+  });
+  const log = opts.logger;
+
+  const context = (call: IncomingCall): RequestContext => ({
+    deadline: deadlineOf(call, opts.requestTimeoutMs),
+    requestId: requestIdOf(call),
+  });
+
+  const fail = (rpc: string, ctx: RequestContext | undefined, err: unknown): grpc.ServiceError => {
+    const error = toGatewayError(err);
+    logFailure(log, rpc, ctx?.requestId, error);
+    const metadata = new grpc.Metadata();
+    if (ctx?.requestId) metadata.set('x-request-id', ctx.requestId);
+    return Object.assign(new Error(error.message), { code: error.grpcStatus, details: error.message, metadata });
+  };
+
+  /** Wraps an async handler: errors become gRPC statuses, and every reply carries the request id. */
+  const unary = <Req, Res>(rpc: string, handler: (req: Req, ctx: RequestContext) => Promise<Res> | Res): Unary<Req, Res> =>
+    (call, callback) => {
+      let ctx: RequestContext | undefined;
+      try {
+        ctx = context(call);
+        const requestCtx = ctx;
+        const trailer = new grpc.Metadata();
+        trailer.set('x-request-id', requestCtx.requestId ?? '');
+        Promise.resolve(handler(call.request, requestCtx)).then(
+          (res) => callback(null, res, trailer),
+          (err: unknown) => callback(fail(rpc, requestCtx, err)),
+        );
+      } catch (err) {
+        callback(fail(rpc, ctx, err));
+      }
+    };
+
+  const handlers: grpc.UntypedServiceImplementation = {
+    ServerLive: unary('ServerLive', () => ({ live: service.serverLive() })),
+    ServerReady: unary('ServerReady', () => ({ ready: service.serverReady() })),
+    ServerMetadata: unary('ServerMetadata', () => {
+      const meta = service.serverMetadata();
+      return { name: meta.name, version: meta.version, extensions: [...meta.extensions] };
+    }),
+    ModelReady: unary('ModelReady', async (req: { name?: string; version?: string }, ctx) => ({
+      ready: await service.modelReady(req.name ?? '', req.version ?? '', ctx),
+    })),
+    ModelMetadata: unary('ModelMetadata', async (req: { name?: string; version?: string }, ctx) =>
+      modelMetadataToMessage(await service.modelMetadata(req.name ?? '', req.version ?? '', ctx)),
+    ),
+    ModelInfer: unary('ModelInfer', async (req: ModelInferRequestMessage, ctx) =>
+      inferResponseToMessage(await service.infer(inferRequestFromMessage(req), ctx)),
+    ),
+    RepositoryIndex: unary('RepositoryIndex', async (req: { ready?: boolean }, ctx) => ({
+      models: (await service.modelIndex(req.ready === true, ctx)).map((e) => ({ ...e })),
+    })),
+    ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>) =>
+      // Each message of a long-lived stream gets its own deadline and request id.
+      streamInfer(call, service, () => ({ deadline: Date.now() + opts.requestTimeoutMs, requestId: randomUUID() }), log),
+  };
+  server.addService(INFERENCE_SERVICE, handlers);
+  return server;
+}
+
+/**
+ * ModelStreamInfer: each request gets one response, in request order; a failed
+ * request answers in-band with `error_message` (as Triton does) and the stream
+ * goes on. At most STREAM_MAX_IN_FLIGHT requests are in progress; the stream
+ * is paused beyond that, and writes wait for the transport to drain.
+ */
+function streamInfer(
+  call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>,
+  service: InferenceService,
+  newContext: () => RequestContext,
+  log: Logger,
+): void {
+  const pending: Promise<ModelStreamInferResponseMessage>[] = [];
+  let inputEnded = false;
+  let flushing = false;
+  let cancelled = false;
+
+  const answer = async (msg: ModelInferRequestMessage): Promise<ModelStreamInferResponseMessage> => {
+    const ctx = newContext();
+    try {
+      const resp = await service.infer(inferRequestFromMessage(msg), ctx);
+      return { error_message: '', infer_response: inferResponseToMessage(resp) };
+    } catch (err) {
+      const error = toGatewayError(err);
+      logFailure(log, 'ModelStreamInfer', ctx.requestId, error);
+      return {
+        error_message: error.message,
+        infer_response: { model_name: msg.model_name ?? '', model_version: msg.model_version ?? '', id: msg.id ?? '' },
+      };
+    }
+  };
+
+  const flush = async (): Promise<void> => {
+    if (flushing) return;
+    flushing = true;
+    try {
+      while (pending.length > 0 && !cancelled) {
+        const reply = await pending[0]!;
+        pending.shift();
+        if (!call.write(reply)) await new Promise<void>((resolve) => call.once('drain', resolve));
+        if (call.isPaused() && pending.length < STREAM_MAX_IN_FLIGHT) call.resume();
+      }
+      if (inputEnded && pending.length === 0 && !cancelled) call.end();
+    } finally {
+      flushing = false;
+    }
+  };
+
+  call.on('data', (msg: ModelInferRequestMessage) => {
+    pending.push(answer(msg));
+    if (pending.length >= STREAM_MAX_IN_FLIGHT) call.pause();
+    void flush();
+  });
+  call.on('end', () => {
+    inputEnded = true;
+    void flush();
+  });
+  call.on('cancelled', () => {
+    cancelled = true;
+  });
+  call.on('error', () => {
+    cancelled = true;
+  });
+}
+
+/** The call's deadline, or the configured default when the client set none. */
+function deadlineOf(call: IncomingCall, defaultTimeoutMs: number): number {
+  const fallback = Date.now() + defaultTimeoutMs;
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? Math.min(ms, fallback) : fallback;
+}
+
+function requestIdOf(call: IncomingCall): string {
+  const given = call.metadata.get('x-request-id')[0];
+  return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+}
+
+function logFailure(log: Logger, rpc: string, requestId: string | undefined, error: GatewayError): void {
+  const fields = { requestId, rpc, code: error.code };
+  if (error.httpStatus >= 500) log.error({ ...fields, err: error.cause ?? error }, error.message);
+  else log.warn(fields, error.message);
+}
+
+/** Binds the server; resolves with the port it listens on (useful with port 0). */
+export function bindGrpcServer(server: grpc.Server, host: string, port: number): Promise<number> {
+  const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => {
+      if (err) reject(err);
+      else resolve(boundPort);
+    });
+  });
+}

@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import type { HttpBindings } from '@hono/node-server';
+import { Hono, type Context } from 'hono';
+import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
+import type { Logger } from '../../observability/logger.js';
+import {
+  decodeInferRequest,
+  encodeError,
+  encodeInferResponse,
+  encodeModelMetadata,
+  parseHeaderLength,
+} from '../../protocols/v2/rest-codec.js';
+import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
+import { readBody } from './body.js';
+
+export interface HttpApiOptions {
+  readonly maxBodyBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+type Env = { Bindings: HttpBindings; Variables: { requestId: string } };
+
+const JSON_TYPE = { 'content-type': 'application/json' } as const;
+const REQUEST_ID = 'x-request-id';
+const HEADER_LENGTH = 'inference-header-content-length';
+/** Request ids longer than this, or with odd characters, are replaced rather than echoed into logs and headers. */
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/**
+ * A '.' or '..' path segment, plain or percent-encoded. URL parsing would
+ * resolve it before routing (so /v2/models/../infer reached another route);
+ * such a path is refused as it arrived.
+ */
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
+
+/**
+ * The client-facing KServe v2 REST API (the routes Triton serves), plus
+ * Triton's model index. Every error is `{"error": "..."}` with the status its
+ * code maps to.
+ */
+export function createHttpApp(service: InferenceService, opts: HttpApiOptions): Hono<Env> {
+  const app = new Hono<Env>();
+  const log = opts.logger;
+  const known: [string, string][] = [];
+  const route = (method: 'GET' | 'POST', path: string, handler: (c: Context<Env>) => Response | Promise<Response>): void => {
+    app.on(method, path, handler);
+    known.push([method, path]);
+  };
+  const context = (c: Context<Env>): RequestContext => ({
+    deadline: Date.now() + opts.requestTimeoutMs,
+    requestId: c.get('requestId'),
+  });
+
+  app.use('*', async (c, next) => {
+    const given = c.req.header(REQUEST_ID);
+    const id = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+    c.set('requestId', id);
+    if (DOT_SEGMENT.test(c.env.incoming.url ?? '')) {
+      throw invalidArgument("invalid path: '.' and '..' segments are not allowed (a model name cannot be '.' or '..')");
+    }
+    await next();
+    c.res.headers.set(REQUEST_ID, id);
+  });
+
+  route('GET', '/v2', (c) => c.json(service.serverMetadata()));
+  route('GET', '/v2/health/live', (c) => c.body(null, service.serverLive() ? 200 : 503));
+  route('GET', '/v2/health/ready', (c) => c.body(null, service.serverReady() ? 200 : 503));
+
+  route('POST', '/v2/repository/index', async (c) => {
+    const body = await readBody(c.env.incoming, opts.maxBodyBytes);
+    const readyOnly = parseIndexRequest(body);
+    return c.json(await service.modelIndex(readyOnly, context(c)));
+  });
+  for (const action of ['load', 'unload']) {
+    route('POST', `/v2/repository/models/:model/${action}`, () =>
+      errorResponse(
+        new GatewayError(
+          'UNIMPLEMENTED',
+          `model ${action} is managed by each backend's own model repository; Infergate routes to the models its config declares`,
+        ),
+      ),
+    );
+  }
+
+  const metadata = async (c: Context<Env>): Promise<Response> => {
+    const meta = await service.modelMetadata(c.req.param('model') ?? '', c.req.param('version') ?? '', context(c));
+    return c.body(encodeModelMetadata(meta), 200, JSON_TYPE);
+  };
+  route('GET', '/v2/models/:model', metadata);
+  route('GET', '/v2/models/:model/versions/:version', metadata);
+
+  const ready = async (c: Context<Env>): Promise<Response> => {
+    const model = c.req.param('model') ?? '';
+    const isReady = await service.modelReady(model, c.req.param('version') ?? '', context(c));
+    return isReady ? c.body(null, 200) : errorResponse(new GatewayError('UNAVAILABLE', `model '${model}' is not ready`));
+  };
+  route('GET', '/v2/models/:model/ready', ready);
+  route('GET', '/v2/models/:model/versions/:version/ready', ready);
+
+  const infer = async (c: Context<Env>): Promise<Response> => {
+    const model = c.req.param('model') ?? '';
+    const version = c.req.param('version') ?? '';
+    const body = await readBody(c.env.incoming, opts.maxBodyBytes);
+    const headerLength = parseHeaderLength(c.req.header(HEADER_LENGTH), body.length);
+    const { request, outputEncoding } = decodeInferRequest(body, headerLength, model, version);
+    const response = await service.infer(request, context(c));
+    const encoded = encodeInferResponse(response, outputEncoding);
+    const headers: Record<string, string> = { 'content-type': encoded.contentType };
+    if (encoded.headerLength !== undefined) headers[HEADER_LENGTH] = String(encoded.headerLength);
+    const chunks = encoded.chunks;
+    const payload = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[], encoded.byteLength);
+    // Node Buffers never sit on a SharedArrayBuffer, which is all the cast rules out.
+    return c.body(payload as Uint8Array<ArrayBuffer>, 200, headers);
+  };
+  route('POST', '/v2/models/:model/infer', infer);
+  route('POST', '/v2/models/:model/versions/:version/infer', infer);
+
+  // A known path with the wrong method is 405, as Triton answers.
+  for (const [method, path] of known) {
+    app.all(path, (c) =>
+      errorResponse(new GatewayError('UNIMPLEMENTED', `method ${c.req.method} is not allowed on ${c.req.path}; use ${method}`), 405, {
+        allow: method,
+      }),
+    );
+  }
+
+  app.notFound(() => errorResponse(new GatewayError('NOT_FOUND', 'Not Found')));
+  app.onError((err, c) => {
+    const error = toGatewayError(err);
+    const fields = { requestId: c.get('requestId'), method: c.req.method, path: c.req.path, code: error.code, status: error.httpStatus };
+    if (error.httpStatus >= 500) log.error({ ...fields, err: error.cause ?? error }, error.message);
+    else log.warn(fields, error.message);
+    const res = errorResponse(error);
+    res.headers.set(REQUEST_ID, c.get('requestId') ?? '');
+    return res;
+  });
+  return app;
+}
+
+function errorResponse(error: GatewayError, status = error.httpStatus, headers: Record<string, string> = {}): Response {
+  return new Response(encodeError(error.message), { status, headers: { ...JSON_TYPE, ...headers } });
+}
+
+/** The index request body is optional: `{"ready": true}` lists only ready models. */
+function parseIndexRequest(body: Buffer): boolean {
+  if (body.length === 0) return false;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw invalidArgument('the repository index request must be a JSON object');
+  }
+  const ready = (parsed as Record<string, unknown>).ready;
+  if (ready !== undefined && typeof ready !== 'boolean') throw invalidArgument("'ready' must be a boolean");
+  return ready === true;
+}

@@ -1,0 +1,123 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import { startGateway, type RunningGateway } from '../gateway.js';
+import { createLogger } from '../observability/logger.js';
+
+const USAGE = `Usage: infergate <command> [options]
+
+Commands:
+  serve [--config FILE]     run the gateway (default config: config/gateway.yaml)
+  validate FILE [FILE...]   check config files; exits 1 naming each problem
+  demo                      run the gateway with config/demo.yaml and the reference
+                            Triton server on loopback: no external service needed
+
+Environment overrides (serve, demo, validate):
+  INFERGATE_HTTP_PORT, INFERGATE_GRPC_PORT, INFERGATE_HTTP_HOST, INFERGATE_GRPC_HOST
+  INFERGATE_BACKEND_<NAME>_ENDPOINTS=host:port[,host:port...]
+`;
+
+/** Runs one CLI command; resolves with the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest);
+      case 'validate':
+        return await validate(rest);
+      case 'demo':
+        return await demo(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 1 : 0;
+      default:
+        process.stderr.write(`infergate: unknown command '${command}'\n\n${USAGE}`);
+        return 1;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`infergate: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
+  const config = await loadConfigFile(values.config ?? 'config/gateway.yaml');
+  const logger = createLogger(config.server.log_level);
+  const gateway = await startGateway(config, logger);
+  await untilSignal();
+  await gateway.close();
+  return 0;
+}
+
+async function validate(argv: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
+  if (positionals.length === 0) {
+    process.stderr.write('infergate validate: name at least one config file\n');
+    return 1;
+  }
+  let failed = 0;
+  for (const file of positionals) {
+    try {
+      const config = await loadConfigFile(file);
+      const models = Object.keys(config.models).length;
+      const backends = Object.keys(config.backends).length;
+      process.stdout.write(`${file}: ok (${models} models, ${backends} backends)\n`);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      failed++;
+    }
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+async function demo(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
+  // The reference server is a test fixture, loaded only for the demo. It takes
+  // free loopback ports, which replace the demo config's backend endpoints.
+  const { startTritonReference } = await import('../../reference/triton/index.js');
+  const triton = await startTritonReference({ host: '127.0.0.1' });
+  let gateway: RunningGateway;
+  try {
+    const config = await loadConfigFile(values.config ?? 'config/demo.yaml', {
+      ...process.env,
+      INFERGATE_BACKEND_TRITON_GRPC_ENDPOINTS: triton.grpcEndpoint,
+      INFERGATE_BACKEND_TRITON_REST_ENDPOINTS: triton.httpEndpoint,
+    });
+    gateway = await startGateway(config, createLogger(config.server.log_level));
+  } catch (err) {
+    await triton.close();
+    throw err;
+  }
+  const base = `http://127.0.0.1:${gateway.httpPort}`;
+  process.stderr.write(
+    `\nInfergate demo: gateway on ${base} (gRPC 127.0.0.1:${gateway.grpcPort}); reference Triton on ${triton.httpEndpoint} (REST) and ${triton.grpcEndpoint} (gRPC).\n` +
+      `Try:\n  curl -s ${base}/v2/models/linear/infer -H 'content-type: application/json' \\\n` +
+      `    -d '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}'\n` +
+      `Press Ctrl-C to stop.\n\n`,
+  );
+  await untilSignal();
+  await gateway.close();
+  await triton.close();
+  return 0;
+}
+
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(signal);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
