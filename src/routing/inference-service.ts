@@ -37,8 +37,16 @@ export class InferenceService {
 
   constructor(private readonly router: ModelRouter) {}
 
-  async infer(req: InferRequest, ctx: RequestContext): Promise<InferResponse> {
-    const target = this.router.resolve(req.model, req.version);
+  /**
+   * The target of a public model and version. The API resolves it before
+   * decoding a body, so an unknown model is reported as such (404) whatever
+   * the body holds, and passes it to infer() so it is resolved once.
+   */
+  resolve(model: string, version: string): RouteTarget {
+    return this.router.resolve(model, version);
+  }
+
+  async infer(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): Promise<InferResponse> {
     const { route } = target;
     const resp = await route.backend
       .pick()

@@ -199,8 +199,10 @@ describe('bad input maps to the right gRPC status', () => {
     }
   });
 
-  it('NOT_FOUND: unknown model or version', async () => {
+  it('NOT_FOUND: unknown model or version, whatever the inputs hold', async () => {
     expect((await grpcError(client.unary('ModelInfer', rawRequest('nope', sample)))).code).toBe(status.NOT_FOUND);
+    const badAndUnknown = { model_name: 'nope', inputs: [{ name: 'INPUT0', datatype: 'NOPE', shape: ['1'] }] };
+    expect((await grpcError(client.unary('ModelInfer', badAndUnknown))).code).toBe(status.NOT_FOUND);
     const pinned = { ...rawRequest('linear-v1', sample), model_version: '2' };
     expect((await grpcError(client.unary('ModelInfer', pinned))).code).toBe(status.NOT_FOUND);
   });

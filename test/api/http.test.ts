@@ -306,3 +306,10 @@ describe('bad input gets a clear 4xx, never a 5xx', () => {
     expectError(await call(stack.http, 'DELETE', '/v2/models/linear'), 405, /GET/);
   });
 });
+
+describe('order of checks', () => {
+  it('an unknown model is 404 even when the body is bad too', async () => {
+    expectError(await call(stack.http, 'POST', '/v2/models/nope/infer', '{}'), 404, /unknown model 'nope'/);
+    expectError(await call(stack.http, 'POST', '/v2/models/nope/infer', 'not json'), 404, /unknown model 'nope'/);
+  });
+});

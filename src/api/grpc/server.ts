@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { toGatewayError, type GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../observability/logger.js';
+import { logRequestFailure } from '../../observability/request-log.js';
 import {
   inferRequestFromMessage,
   inferResponseToMessage,
@@ -83,9 +84,11 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
     ModelMetadata: unary('ModelMetadata', async (req: { name?: string; version?: string }, ctx) =>
       modelMetadataToMessage(await service.modelMetadata(req.name ?? '', req.version ?? '', ctx)),
     ),
-    ModelInfer: unary('ModelInfer', async (req: ModelInferRequestMessage, ctx) =>
-      inferResponseToMessage(await service.infer(inferRequestFromMessage(req), ctx)),
-    ),
+    ModelInfer: unary('ModelInfer', async (req: ModelInferRequestMessage, ctx) => {
+      // Resolved before the tensors are decoded: an unknown model is NOT_FOUND whatever the inputs hold.
+      const target = service.resolve(req.model_name ?? '', req.model_version ?? '');
+      return inferResponseToMessage(await service.infer(inferRequestFromMessage(req), ctx, target));
+    }),
     RepositoryIndex: unary('RepositoryIndex', async (req: { ready?: boolean }, ctx) => ({
       models: (await service.modelIndex(req.ready === true, ctx)).map((e) => ({ ...e })),
     })),
@@ -117,7 +120,8 @@ function streamInfer(
   const answer = async (msg: ModelInferRequestMessage): Promise<ModelStreamInferResponseMessage> => {
     const ctx = newContext();
     try {
-      const resp = await service.infer(inferRequestFromMessage(msg), ctx);
+      const target = service.resolve(msg.model_name ?? '', msg.model_version ?? '');
+      const resp = await service.infer(inferRequestFromMessage(msg), ctx, target);
       return { error_message: '', infer_response: inferResponseToMessage(resp) };
     } catch (err) {
       const error = toGatewayError(err);
@@ -176,9 +180,7 @@ function requestIdOf(call: IncomingCall): string {
 }
 
 function logFailure(log: Logger, rpc: string, requestId: string | undefined, error: GatewayError): void {
-  const fields = { requestId, rpc, code: error.code };
-  if (error.httpStatus >= 500) log.error({ ...fields, err: error.cause ?? error }, error.message);
-  else log.warn(fields, error.message);
+  logRequestFailure(log, { requestId, rpc }, error);
 }
 
 /** Binds the server; resolves with the port it listens on (useful with port 0). */

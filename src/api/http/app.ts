@@ -3,6 +3,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
 import type { Logger } from '../../observability/logger.js';
+import { logRequestFailure } from '../../observability/request-log.js';
 import {
   decodeInferRequest,
   encodeError,
@@ -100,10 +101,11 @@ export function createHttpApp(service: InferenceService, opts: HttpApiOptions): 
   const infer = async (c: Context<Env>): Promise<Response> => {
     const model = c.req.param('model') ?? '';
     const version = c.req.param('version') ?? '';
+    const target = service.resolve(model, version);
     const body = await readBody(c.env.incoming, opts.maxBodyBytes);
     const headerLength = parseHeaderLength(c.req.header(HEADER_LENGTH), body.length);
     const { request, outputEncoding } = decodeInferRequest(body, headerLength, model, version);
-    const response = await service.infer(request, context(c));
+    const response = await service.infer(request, context(c), target);
     const encoded = encodeInferResponse(response, outputEncoding);
     const headers: Record<string, string> = { 'content-type': encoded.contentType };
     if (encoded.headerLength !== undefined) headers[HEADER_LENGTH] = String(encoded.headerLength);
@@ -127,9 +129,7 @@ export function createHttpApp(service: InferenceService, opts: HttpApiOptions): 
   app.notFound(() => errorResponse(new GatewayError('NOT_FOUND', 'Not Found')));
   app.onError((err, c) => {
     const error = toGatewayError(err);
-    const fields = { requestId: c.get('requestId'), method: c.req.method, path: c.req.path, code: error.code, status: error.httpStatus };
-    if (error.httpStatus >= 500) log.error({ ...fields, err: error.cause ?? error }, error.message);
-    else log.warn(fields, error.message);
+    logRequestFailure(log, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path }, error);
     const res = errorResponse(error);
     res.headers.set(REQUEST_ID, c.get('requestId') ?? '');
     return res;
