@@ -9,6 +9,7 @@ import { createBackendCluster } from './backends/registry.js';
 import type { GatewayConfig } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import { InferenceService } from './routing/inference-service.js';
+import { ModelHealthMonitor } from './routing/model-health.js';
 import { ModelRouter } from './routing/model-router.js';
 
 export interface RunningGateway {
@@ -26,7 +27,9 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   for (const [name, backend] of Object.entries(config.backends)) {
     clusters.set(name, createBackendCluster(name, backend, maxBody));
   }
-  const service = new InferenceService(new ModelRouter(config, clusters));
+  const router = new ModelRouter(config, clusters);
+  const health = new ModelHealthMonitor([...router.list()], logger);
+  const service = new InferenceService(router, health);
   const apiOptions = { requestTimeoutMs: config.server.request_timeout_ms, logger };
 
   const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody });
@@ -44,6 +47,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     await Promise.allSettled([...clusters.values()].map((c) => c.close()));
     throw err;
   }
+  health.start();
   logger.info(
     { http: `${config.server.http.host}:${httpPort}`, grpc: `${config.server.grpc.host}:${grpcPort}`, models: Object.keys(config.models).length, backends: clusters.size },
     'gateway listening',
@@ -53,6 +57,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const close = (drainMs = 10_000): Promise<void> => {
     closing ??= (async () => {
       service.startDraining();
+      health.stop();
       await Promise.all([closeHttp(http, drainMs), closeGrpc(grpcServer, drainMs)]);
       await Promise.allSettled([...clusters.values()].map((c) => c.close()));
       logger.info('gateway stopped');

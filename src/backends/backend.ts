@@ -1,6 +1,6 @@
 import type { InferRequest, InferResponse, ModelMetadata } from '../core/inference.js';
 
-export const BACKEND_KINDS = ['triton'] as const;
+export const BACKEND_KINDS = ['triton', 'torchserve', 'tfserving'] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];
 
 export const BACKEND_PROTOCOLS = ['rest', 'grpc'] as const;
@@ -14,6 +14,47 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** The gateway's request id, sent on to the backend for correlation. */
   readonly requestId?: string;
+  /** How this model is called on its backend, where the server kind needs more than a name (from the model's config). */
+  readonly model?: ModelOptions;
+}
+
+/**
+ * Per-model settings of one server kind, validated from the config's model
+ * entry. An adapter reads only its own kind's entry and uses defaults when it
+ * is absent.
+ */
+export interface ModelOptions {
+  readonly tfserving?: TfServingModelOptions;
+  readonly torchserve?: TorchServeModelOptions;
+}
+
+export interface TfServingModelOptions {
+  /** The SignatureDef to call; TF Serving's default is serving_default. */
+  readonly signatureName: string;
+  /** REST request layout: columnar ("inputs") or row ("instances"). */
+  readonly restFormat: 'columnar' | 'row';
+}
+
+export interface TorchServeModelOptions {
+  /**
+   * How the request's tensors become TorchServe's body (REST) / input map (gRPC):
+   * `json` sends one JSON object of input name -> nested values (the keys renamed
+   * by `inputKeys`); `raw` sends the bytes of the single input as they are
+   * (an image, say).
+   */
+  readonly request: 'json' | 'raw';
+  /**
+   * How the answer becomes tensors: `json` parses it and makes each key of an
+   * object (or the whole value) a tensor, typed where it is a numeric array;
+   * `bytes` returns the body as one BYTES output.
+   */
+  readonly response: 'json' | 'bytes';
+  /** Input tensor name -> JSON key / input-map key on the wire (default: the tensor name). */
+  readonly inputKeys: Readonly<Record<string, string>>;
+  /** Name of the output when the answer is not a JSON object (a list, a scalar, or bytes). */
+  readonly outputName: string;
+  /** Datatype for each named JSON output (default: INT64 for all-integer arrays, FP32 for numbers, BOOL, else BYTES). */
+  readonly outputTypes: Readonly<Record<string, string>>;
 }
 
 /**
@@ -33,6 +74,12 @@ export interface Backend {
 
   /** `req.model` / `req.version` are the backend's own model name and version. */
   infer(req: InferRequest, opts: CallOptions): Promise<InferResponse>;
+  /**
+   * For servers that stream an answer in parts (TorchServe's StreamPredictions
+   * and chunked replies): each part as it arrives. Adapters without it are
+   * called through infer(), as one part.
+   */
+  inferStream?(req: InferRequest, opts: CallOptions): AsyncIterable<InferResponse>;
   /** True when the model (version) is loaded and ready; false when found but not ready. */
   modelReady(model: string, version: string, opts: CallOptions): Promise<boolean>;
   modelMetadata(model: string, version: string, opts: CallOptions): Promise<ModelMetadata>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { BACKEND_KINDS, BACKEND_PROTOCOLS } from '../backends/backend.js';
+import { DATATYPES } from '../core/datatypes.js';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../core/names.js';
 
 /**
@@ -44,7 +45,42 @@ const backendSchema = z.strictObject({
   timeout_ms: z.number().int().positive().default(30_000),
   /** Connections kept per endpoint for REST (gRPC multiplexes one channel). */
   max_connections: z.number().int().min(1).max(1024).default(64),
+  /** Background readiness checks of every model routed to this backend. */
+  health_check: z
+    .strictObject({
+      /** 0 turns the checks off. */
+      interval_ms: z.number().int().min(0).default(5_000),
+      timeout_ms: z.number().int().positive().default(2_000),
+      /** Failed checks in a row before a ready model is marked unready. */
+      unhealthy_after: z.number().int().min(1).max(100).default(2),
+    })
+    .default({ interval_ms: 5_000, timeout_ms: 2_000, unhealthy_after: 2 }),
 });
+
+const tfservingModelSchema = z
+  .strictObject({
+    signature_name: z.string().min(1).default('serving_default'),
+    rest_format: z.enum(['columnar', 'row']).default('columnar'),
+  })
+  .transform((o) => ({ signatureName: o.signature_name, restFormat: o.rest_format }));
+
+const tensorName = z.string().min(1).max(256);
+
+const torchserveModelSchema = z
+  .strictObject({
+    request: z.enum(['json', 'raw']).default('json'),
+    response: z.enum(['json', 'bytes']).default('json'),
+    input_keys: z.record(tensorName, z.string().min(1)).default({}),
+    output_name: tensorName.default('OUTPUT0'),
+    output_types: z.record(tensorName, z.enum(DATATYPES)).default({}),
+  })
+  .transform((o) => ({
+    request: o.request,
+    response: o.response,
+    inputKeys: o.input_keys,
+    outputName: o.output_name,
+    outputTypes: o.output_types,
+  }));
 
 const modelSchema = z.strictObject({
   backend: z.string().min(1),
@@ -52,6 +88,10 @@ const modelSchema = z.strictObject({
   model: z.string().regex(MODEL_NAME_PATTERN, 'is not a valid model name').optional(),
   /** Pins a backend model version; unset lets the client's version (or the backend's latest) through. */
   version: z.string().regex(VERSION_PATTERN, 'is not a valid version').optional(),
+  /** Settings for a model on a TF Serving backend. */
+  tfserving: tfservingModelSchema.optional(),
+  /** Settings for a model on a TorchServe backend. */
+  torchserve: torchserveModelSchema.optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -66,15 +106,27 @@ export const configSchema = z.strictObject({
  */
 export function crossReferenceProblems(raw: unknown): { path: string; message: string }[] {
   if (!isRecord(raw) || !isRecord(raw.models)) return [];
-  const backends = isRecord(raw.backends) ? Object.keys(raw.backends) : [];
+  const backends = isRecord(raw.backends) ? raw.backends : {};
+  const declared = Object.keys(backends);
   const problems: { path: string; message: string }[] = [];
   for (const [name, model] of Object.entries(raw.models)) {
     if (!isRecord(model) || typeof model.backend !== 'string') continue;
-    if (!backends.includes(model.backend)) {
+    const backend = backends[model.backend];
+    if (!Object.hasOwn(backends, model.backend) || !isRecord(backend)) {
       problems.push({
         path: `models.${name}.backend`,
-        message: `unknown backend '${model.backend}' (declared: ${backends.join(', ') || 'none'})`,
+        message: `unknown backend '${model.backend}' (declared: ${declared.join(', ') || 'none'})`,
       });
+      continue;
+    }
+    // A server kind's settings on a model of another kind would be silently ignored.
+    for (const kind of ['tfserving', 'torchserve'] as const) {
+      if (model[kind] !== undefined && backend.kind !== kind) {
+        problems.push({
+          path: `models.${name}.${kind}`,
+          message: `applies only to models on a ${kind} backend ('${model.backend}' is ${String(backend.kind)})`,
+        });
+      }
     }
   }
   return problems;

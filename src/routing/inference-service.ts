@@ -1,6 +1,5 @@
 import type { CallOptions } from '../backends/backend.js';
-import type { BackendCluster } from '../backends/cluster.js';
-import { toGatewayError } from '../core/errors.js';
+import { toGatewayError, unavailable } from '../core/errors.js';
 import type {
   InferRequest,
   InferResponse,
@@ -8,7 +7,8 @@ import type {
   ModelMetadata,
   ServerMetadata,
 } from '../core/inference.js';
-import type { ModelRouter, RouteTarget } from './model-router.js';
+import type { ModelHealthMonitor } from './model-health.js';
+import type { ModelRoute, ModelRouter, RouteTarget } from './model-router.js';
 
 /** What the API layer passes with each call. */
 export interface RequestContext {
@@ -22,6 +22,11 @@ export const SERVER_NAME = 'infergate';
 export const SERVER_VERSION = '0.1.0';
 const EXTENSIONS = ['binary_tensor_data', 'model_repository'] as const;
 
+/** Model metadata is cached this long: the front doors that need input datatypes ask for it per request. */
+const METADATA_TTL_MS = 30_000;
+/** Cached metadata entries at most (public model x version); the oldest goes first. */
+const METADATA_CACHE_MAX = 4_096;
+
 /** Checks of many models at once (the model index) run at most this many backend calls together. */
 const INDEX_CONCURRENCY = 16;
 /** A model index must answer promptly even when a backend hangs. */
@@ -34,8 +39,13 @@ const INDEX_PROBE_TIMEOUT_MS = 2_000;
  */
 export class InferenceService {
   private draining = false;
+  private readonly metadataCache = new Map<string, { readonly at: number; readonly value: Promise<ModelMetadata> }>();
 
-  constructor(private readonly router: ModelRouter) {}
+  /** `health`, when given, holds background readiness checks: unready models fail fast and the index answers from it. */
+  constructor(
+    private readonly router: ModelRouter,
+    private readonly health?: ModelHealthMonitor,
+  ) {}
 
   /**
    * The target of a public model and version. The API resolves it before
@@ -48,19 +58,65 @@ export class InferenceService {
 
   async infer(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): Promise<InferResponse> {
     const { route } = target;
+    this.failIfKnownUnready(route);
     const resp = await route.backend
       .pick()
-      .infer({ ...req, model: route.backendModel, version: target.backendVersion }, callOptions(route.backend, ctx));
+      .infer({ ...req, model: route.backendModel, version: target.backendVersion }, callOptions(route, ctx));
     return { ...resp, model: route.name, ...(req.id !== undefined && resp.id === undefined ? { id: req.id } : {}) };
   }
 
   async modelMetadata(model: string, version: string, ctx: RequestContext): Promise<ModelMetadata> {
-    const target = this.router.resolve(model, version);
-    const meta = await target.route.backend
-      .pick()
-      .modelMetadata(target.route.backendModel, target.backendVersion, callOptions(target.route.backend, ctx));
-    const pinned = target.route.pinnedVersion;
-    return { ...meta, name: target.route.name, versions: pinned !== undefined ? [pinned] : meta.versions };
+    return this.fetchMetadata(this.router.resolve(model, version), ctx);
+  }
+
+  /**
+   * Metadata of a resolved target, cached for METADATA_TTL_MS: for the codecs
+   * that must know a model's input datatypes to read a request (TF Serving's
+   * JSON carries none). Concurrent misses share one backend call; failures are
+   * not cached.
+   */
+  cachedModelMetadata(target: RouteTarget, ctx: RequestContext): Promise<ModelMetadata> {
+    const key = `${target.route.name}\u0000${target.backendVersion}`;
+    const now = Date.now();
+    const hit = this.metadataCache.get(key);
+    if (hit !== undefined && now - hit.at < METADATA_TTL_MS) return hit.value;
+    const value = this.fetchMetadata(target, ctx);
+    this.metadataCache.delete(key);
+    if (this.metadataCache.size >= METADATA_CACHE_MAX) {
+      const oldest = this.metadataCache.keys().next().value;
+      if (oldest !== undefined) this.metadataCache.delete(oldest);
+    }
+    this.metadataCache.set(key, { at: now, value });
+    value.catch(() => {
+      if (this.metadataCache.get(key)?.value === value) this.metadataCache.delete(key);
+    });
+    return value;
+  }
+
+  private async fetchMetadata(target: RouteTarget, ctx: RequestContext): Promise<ModelMetadata> {
+    const { route } = target;
+    const meta = await route.backend.pick().modelMetadata(route.backendModel, target.backendVersion, callOptions(route, ctx));
+    const pinned = route.pinnedVersion;
+    return { ...meta, name: route.name, versions: pinned !== undefined ? [pinned] : meta.versions };
+  }
+
+  /**
+   * An answer in parts, for front doors that stream (TorchServe's): the
+   * backend's own stream where its adapter has one, else the one answer of
+   * infer() as a single part.
+   */
+  async *inferStream(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): AsyncIterable<InferResponse> {
+    const { route } = target;
+    const endpoint = route.backend.pick();
+    if (endpoint.inferStream === undefined) {
+      yield await this.infer(req, ctx, target);
+      return;
+    }
+    this.failIfKnownUnready(route);
+    const backendReq = { ...req, model: route.backendModel, version: target.backendVersion };
+    for await (const part of endpoint.inferStream(backendReq, callOptions(route, ctx))) {
+      yield { ...part, model: route.name };
+    }
   }
 
   async modelReady(model: string, version: string, ctx: RequestContext): Promise<boolean> {
@@ -94,6 +150,11 @@ export class InferenceService {
       for (let i = nextIndex++; i < routes.length; i = nextIndex++) {
         const route = routes[i]!;
         const version = route.pinnedVersion ?? '';
+        const known = this.health?.get(route);
+        if (known !== undefined) {
+          entries[i] = { name: route.name, version, state: known.ready ? 'READY' : 'UNAVAILABLE', reason: known.reason };
+          continue;
+        }
         try {
           const ready = await this.readyOf({ route, backendVersion: version }, probeCtx);
           entries[i] = { name: route.name, version, state: ready ? 'READY' : 'UNAVAILABLE', reason: ready ? '' : 'model not ready on its backend' };
@@ -106,16 +167,26 @@ export class InferenceService {
     return readyOnly ? entries.filter((e) => e.state === 'READY') : entries;
   }
 
+  /** Background checks found the model unready: fail now rather than after a backend round trip. */
+  private failIfKnownUnready(route: ModelRoute): void {
+    const health = this.health?.get(route);
+    if (health !== undefined && !health.ready) {
+      const age = Date.now() - health.checkedAt;
+      throw unavailable(`model '${route.name}' is not ready on backend '${route.backend.name}' (checked ${age} ms ago): ${health.reason}`);
+    }
+  }
+
   private readyOf(target: RouteTarget, ctx: RequestContext): Promise<boolean> {
     const { route } = target;
-    return route.backend.pick().modelReady(route.backendModel, target.backendVersion, callOptions(route.backend, ctx));
+    return route.backend.pick().modelReady(route.backendModel, target.backendVersion, callOptions(route, ctx));
   }
 }
 
-/** The backend call's deadline: the client's, capped by the backend's own timeout. */
-function callOptions(backend: BackendCluster, ctx: RequestContext): CallOptions {
+/** The backend call's options: the client's deadline capped by the backend's own timeout, and the model's settings. */
+function callOptions(route: ModelRoute, ctx: RequestContext): CallOptions {
   return {
-    deadline: Math.min(ctx.deadline, Date.now() + backend.timeoutMs),
+    deadline: Math.min(ctx.deadline, Date.now() + route.backend.timeoutMs),
+    model: route.options,
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
   };

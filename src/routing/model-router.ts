@@ -1,3 +1,4 @@
+import type { ModelOptions } from '../backends/backend.js';
 import type { BackendCluster } from '../backends/cluster.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError, invalidArgument, notFound } from '../core/errors.js';
@@ -10,6 +11,8 @@ export interface ModelRoute {
   readonly backendModel: string;
   /** Set when the config pins the backend version; clients may then ask only for this one. */
   readonly pinnedVersion?: string;
+  /** Server-kind settings passed to the adapter with every call. */
+  readonly options: ModelOptions;
 }
 
 /** A resolved request target: the route and the version to ask the backend for ('' = its latest). */
@@ -36,6 +39,10 @@ export class ModelRouter {
         backend,
         backendModel: model.model ?? name,
         ...(model.version !== undefined ? { pinnedVersion: model.version } : {}),
+        options: {
+          ...(model.tfserving !== undefined ? { tfserving: model.tfserving } : {}),
+          ...(model.torchserve !== undefined ? { torchserve: model.torchserve } : {}),
+        },
       });
     }
     this.routes = routes;

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { GRPC_FRONT_DOORS } from './front-doors.js';
+import { unaryHandler, type GrpcApiOptions } from './calls.js';
 import { toGatewayError, type GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
@@ -15,23 +17,15 @@ import {
 } from '../../protocols/v2/grpc-proto.js';
 import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
 
-export interface GrpcApiOptions {
-  readonly maxMessageBytes: number;
-  readonly requestTimeoutMs: number;
-  readonly logger: Logger;
-}
+export type { GrpcApiOptions } from './calls.js';
 
 /** Requests of one ModelStreamInfer stream processed at once; beyond it the stream is paused (backpressure). */
 const STREAM_MAX_IN_FLIGHT = 16;
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-
-type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
-/** The parts of a server call the context needs (unary and streaming calls alike). */
-type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): grpc.Deadline };
 
 /**
  * The client-facing gRPC API: inference.GRPCInferenceService, wire-compatible
- * with Triton's, so Triton's own clients work unchanged.
+ * with Triton's, so Triton's own clients work unchanged; plus the front doors
+ * in other servers' formats (api/grpc/front-doors.ts).
  */
 export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions): grpc.Server {
   const server = new grpc.Server({
@@ -40,36 +34,8 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
   });
   const log = opts.logger;
 
-  const context = (call: IncomingCall): RequestContext => ({
-    deadline: deadlineOf(call, opts.requestTimeoutMs),
-    requestId: requestIdOf(call),
-  });
-
-  const fail = (rpc: string, ctx: RequestContext | undefined, err: unknown): grpc.ServiceError => {
-    const error = toGatewayError(err);
-    logFailure(log, rpc, ctx?.requestId, error);
-    const metadata = new grpc.Metadata();
-    if (ctx?.requestId) metadata.set('x-request-id', ctx.requestId);
-    return Object.assign(new Error(error.message), { code: error.grpcStatus, details: error.message, metadata });
-  };
-
-  /** Wraps an async handler: errors become gRPC statuses, and every reply carries the request id. */
-  const unary = <Req, Res>(rpc: string, handler: (req: Req, ctx: RequestContext) => Promise<Res> | Res): Unary<Req, Res> =>
-    (call, callback) => {
-      let ctx: RequestContext | undefined;
-      try {
-        ctx = context(call);
-        const requestCtx = ctx;
-        const trailer = new grpc.Metadata();
-        trailer.set('x-request-id', requestCtx.requestId ?? '');
-        Promise.resolve(handler(call.request, requestCtx)).then(
-          (res) => callback(null, res, trailer),
-          (err: unknown) => callback(fail(rpc, requestCtx, err)),
-        );
-      } catch (err) {
-        callback(fail(rpc, ctx, err));
-      }
-    };
+  const unary = <Req, Res>(rpc: string, handler: (req: Req, ctx: RequestContext) => Promise<Res> | Res) =>
+    unaryHandler<Req, Res>(rpc, opts, handler);
 
   const handlers: grpc.UntypedServiceImplementation = {
     ServerLive: unary('ServerLive', () => ({ live: service.serverLive() })),
@@ -97,6 +63,7 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
       streamInfer(call, service, () => ({ deadline: Date.now() + opts.requestTimeoutMs, requestId: randomUUID() }), log),
   };
   server.addService(INFERENCE_SERVICE, handlers);
+  for (const add of GRPC_FRONT_DOORS) add(server, service, opts);
   return server;
 }
 
@@ -164,19 +131,6 @@ function streamInfer(
   call.on('error', () => {
     cancelled = true;
   });
-}
-
-/** The call's deadline, or the configured default when the client set none. */
-function deadlineOf(call: IncomingCall, defaultTimeoutMs: number): number {
-  const fallback = Date.now() + defaultTimeoutMs;
-  const d = call.getDeadline();
-  const ms = d instanceof Date ? d.getTime() : d;
-  return Number.isFinite(ms) ? Math.min(ms, fallback) : fallback;
-}
-
-function requestIdOf(call: IncomingCall): string {
-  const given = call.metadata.get('x-request-id')[0];
-  return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
 }
 
 function logFailure(log: Logger, rpc: string, requestId: string | undefined, error: GatewayError): void {

@@ -1,32 +1,29 @@
-import { randomUUID } from 'node:crypto';
-import type { HttpBindings } from '@hono/node-server';
-import { Hono, type Context } from 'hono';
+import { Hono } from 'hono';
 import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
-import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import {
   decodeInferRequest,
-  encodeError,
   encodeInferResponse,
   encodeModelMetadata,
   parseHeaderLength,
 } from '../../protocols/v2/rest-codec.js';
-import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
+import type { InferenceService } from '../../routing/inference-service.js';
 import { readBody } from './body.js';
+import {
+  errorResponse,
+  REQUEST_ID_HEADER,
+  requestContext,
+  requestIdFrom,
+  type HttpApiOptions,
+  type HttpContext,
+  type HttpEnv,
+} from './context.js';
+import { HTTP_FRONT_DOORS } from './front-doors.js';
 
-export interface HttpApiOptions {
-  readonly maxBodyBytes: number;
-  readonly requestTimeoutMs: number;
-  readonly logger: Logger;
-}
-
-type Env = { Bindings: HttpBindings; Variables: { requestId: string } };
+export type { HttpApiOptions } from './context.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' } as const;
-const REQUEST_ID = 'x-request-id';
 const HEADER_LENGTH = 'inference-header-content-length';
-/** Request ids longer than this, or with odd characters, are replaced rather than echoed into logs and headers. */
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 /**
  * A '.' or '..' path segment, plain or percent-encoded. URL parsing would
  * resolve it before routing (so /v2/models/../infer reached another route);
@@ -39,28 +36,24 @@ const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
  * Triton's model index. Every error is `{"error": "..."}` with the status its
  * code maps to.
  */
-export function createHttpApp(service: InferenceService, opts: HttpApiOptions): Hono<Env> {
-  const app = new Hono<Env>();
+export function createHttpApp(service: InferenceService, opts: HttpApiOptions): Hono<HttpEnv> {
+  const app = new Hono<HttpEnv>();
   const log = opts.logger;
   const known: [string, string][] = [];
-  const route = (method: 'GET' | 'POST', path: string, handler: (c: Context<Env>) => Response | Promise<Response>): void => {
+  const route = (method: 'GET' | 'POST', path: string, handler: (c: HttpContext) => Response | Promise<Response>): void => {
     app.on(method, path, handler);
     known.push([method, path]);
   };
-  const context = (c: Context<Env>): RequestContext => ({
-    deadline: Date.now() + opts.requestTimeoutMs,
-    requestId: c.get('requestId'),
-  });
+  const context = (c: HttpContext) => requestContext(c, opts);
 
   app.use('*', async (c, next) => {
-    const given = c.req.header(REQUEST_ID);
-    const id = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+    const id = requestIdFrom(c.req.header(REQUEST_ID_HEADER));
     c.set('requestId', id);
     if (DOT_SEGMENT.test(c.env.incoming.url ?? '')) {
       throw invalidArgument("invalid path: '.' and '..' segments are not allowed (a model name cannot be '.' or '..')");
     }
     await next();
-    c.res.headers.set(REQUEST_ID, id);
+    c.res.headers.set(REQUEST_ID_HEADER, id);
   });
 
   route('GET', '/v2', (c) => c.json(service.serverMetadata()));
@@ -83,14 +76,14 @@ export function createHttpApp(service: InferenceService, opts: HttpApiOptions): 
     );
   }
 
-  const metadata = async (c: Context<Env>): Promise<Response> => {
+  const metadata = async (c: HttpContext): Promise<Response> => {
     const meta = await service.modelMetadata(c.req.param('model') ?? '', c.req.param('version') ?? '', context(c));
     return c.body(encodeModelMetadata(meta), 200, JSON_TYPE);
   };
   route('GET', '/v2/models/:model', metadata);
   route('GET', '/v2/models/:model/versions/:version', metadata);
 
-  const ready = async (c: Context<Env>): Promise<Response> => {
+  const ready = async (c: HttpContext): Promise<Response> => {
     const model = c.req.param('model') ?? '';
     const isReady = await service.modelReady(model, c.req.param('version') ?? '', context(c));
     return isReady ? c.body(null, 200) : errorResponse(new GatewayError('UNAVAILABLE', `model '${model}' is not ready`));
@@ -98,7 +91,7 @@ export function createHttpApp(service: InferenceService, opts: HttpApiOptions): 
   route('GET', '/v2/models/:model/ready', ready);
   route('GET', '/v2/models/:model/versions/:version/ready', ready);
 
-  const infer = async (c: Context<Env>): Promise<Response> => {
+  const infer = async (c: HttpContext): Promise<Response> => {
     const model = c.req.param('model') ?? '';
     const version = c.req.param('version') ?? '';
     const target = service.resolve(model, version);
@@ -126,19 +119,17 @@ export function createHttpApp(service: InferenceService, opts: HttpApiOptions): 
     );
   }
 
+  for (const register of HTTP_FRONT_DOORS) register(app, service, opts);
+
   app.notFound(() => errorResponse(new GatewayError('NOT_FOUND', 'Not Found')));
   app.onError((err, c) => {
     const error = toGatewayError(err);
     logRequestFailure(log, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path }, error);
     const res = errorResponse(error);
-    res.headers.set(REQUEST_ID, c.get('requestId') ?? '');
+    res.headers.set(REQUEST_ID_HEADER, c.get('requestId') ?? '');
     return res;
   });
   return app;
-}
-
-function errorResponse(error: GatewayError, status = error.httpStatus, headers: Record<string, string> = {}): Response {
-  return new Response(encodeError(error.message), { status, headers: { ...JSON_TYPE, ...headers } });
 }
 
 /** The index request body is optional: `{"ready": true}` lists only ready models. */

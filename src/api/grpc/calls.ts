@@ -1,0 +1,63 @@
+import * as grpc from '@grpc/grpc-js';
+import { toGatewayError } from '../../core/errors.js';
+import type { Logger } from '../../observability/logger.js';
+import { logRequestFailure } from '../../observability/request-log.js';
+import type { RequestContext } from '../../routing/inference-service.js';
+import { requestIdFrom } from '../http/context.js';
+
+export interface GrpcApiOptions {
+  readonly maxMessageBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/** The parts of a server call the context needs (unary and streaming calls alike). */
+export type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): grpc.Deadline };
+
+export function callContext(call: IncomingCall, opts: GrpcApiOptions): RequestContext {
+  const given = call.metadata.get('x-request-id')[0];
+  return { deadline: deadlineOf(call, opts.requestTimeoutMs), requestId: requestIdFrom(typeof given === 'string' ? given : undefined) };
+}
+
+/** The call's deadline, or the configured default when the client set none. */
+function deadlineOf(call: IncomingCall, defaultTimeoutMs: number): number {
+  const fallback = Date.now() + defaultTimeoutMs;
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? Math.min(ms, fallback) : fallback;
+}
+
+/** Logs a failed call and turns it into the gRPC status its code maps to. */
+export function serviceError(log: Logger, rpc: string, requestId: string | undefined, err: unknown): grpc.ServiceError {
+  const error = toGatewayError(err);
+  logRequestFailure(log, { requestId, rpc }, error);
+  const metadata = new grpc.Metadata();
+  if (requestId) metadata.set('x-request-id', requestId);
+  return Object.assign(new Error(error.message), { code: error.grpcStatus, details: error.message, metadata });
+}
+
+/**
+ * A unary handler from an async function: errors become gRPC statuses (and
+ * are logged), and every reply carries the request id in its trailers.
+ */
+export function unaryHandler<Req, Res>(
+  rpc: string,
+  opts: GrpcApiOptions,
+  handler: (req: Req, ctx: RequestContext, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    let ctx: RequestContext | undefined;
+    try {
+      ctx = callContext(call, opts);
+      const requestCtx = ctx;
+      const trailer = new grpc.Metadata();
+      trailer.set('x-request-id', requestCtx.requestId ?? '');
+      Promise.resolve(handler(call.request, requestCtx, call)).then(
+        (res) => callback(null, res, trailer),
+        (err: unknown) => callback(serviceError(opts.logger, rpc, requestCtx.requestId, err)),
+      );
+    } catch (err) {
+      callback(serviceError(opts.logger, rpc, ctx?.requestId, err));
+    }
+  };
+}

@@ -1,0 +1,35 @@
+import { randomUUID } from 'node:crypto';
+import type { HttpBindings } from '@hono/node-server';
+import type { Context } from 'hono';
+import type { GatewayError } from '../../core/errors.js';
+import type { Logger } from '../../observability/logger.js';
+import { encodeError } from '../../protocols/v2/rest-codec.js';
+import type { RequestContext } from '../../routing/inference-service.js';
+
+/** The Hono environment of every REST surface: the Node request/response, and the request id. */
+export type HttpEnv = { Bindings: HttpBindings; Variables: { requestId: string } };
+export type HttpContext = Context<HttpEnv>;
+
+export interface HttpApiOptions {
+  readonly maxBodyBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+export const REQUEST_ID_HEADER = 'x-request-id';
+/** Request ids longer than this, or with odd characters, are replaced rather than echoed into logs and headers. */
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The client's request id when it is a sane one, else a new one. */
+export function requestIdFrom(given: string | undefined): string {
+  return given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+}
+
+export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestContext {
+  return { deadline: Date.now() + opts.requestTimeoutMs, requestId: c.get('requestId') };
+}
+
+/** A v2-style error reply, `{"error": "..."}`; front doors with their own error shape build theirs. */
+export function errorResponse(error: GatewayError, status = error.httpStatus, headers: Record<string, string> = {}): Response {
+  return new Response(encodeError(error.message), { status, headers: { 'content-type': 'application/json', ...headers } });
+}
