@@ -1,6 +1,10 @@
 import type { BackendConfig } from '../config/schema.js';
 import type { Backend, BackendKind, BackendProtocol, EndpointOptions } from './backend.js';
 import { BackendCluster } from './cluster.js';
+import { TfServingGrpcBackend } from './tfserving/grpc.js';
+import { TfServingRestBackend } from './tfserving/rest.js';
+import { TorchServeGrpcBackend } from './torchserve/grpc.js';
+import { TorchServeRestBackend } from './torchserve/rest.js';
 import { TritonGrpcBackend } from './triton/grpc.js';
 import { TritonRestBackend } from './triton/rest.js';
 
@@ -8,16 +12,23 @@ type AdapterOptions = EndpointOptions & { readonly maxMessageBytes: number };
 type AdapterFactory = (opts: AdapterOptions) => Backend;
 
 /** One adapter per server kind and protocol; adding a server means adding a row. */
-const ADAPTERS: Readonly<Partial<Record<BackendKind, Readonly<Record<BackendProtocol, AdapterFactory>>>>> = {
+const ADAPTERS: Readonly<Record<BackendKind, Readonly<Record<BackendProtocol, AdapterFactory>>>> = {
   triton: {
     rest: (opts) => new TritonRestBackend(opts),
     grpc: (opts) => new TritonGrpcBackend(opts),
   },
+  tfserving: {
+    rest: (opts) => new TfServingRestBackend(opts),
+    grpc: (opts) => new TfServingGrpcBackend(opts),
+  },
+  torchserve: {
+    rest: (opts) => new TorchServeRestBackend(opts),
+    grpc: (opts) => new TorchServeGrpcBackend(opts),
+  },
 };
 
 export function createBackendCluster(name: string, config: BackendConfig, maxMessageBytes: number): BackendCluster {
-  const factory = ADAPTERS[config.kind]?.[config.protocol];
-  if (factory === undefined) throw new Error(`backends.${name}: no adapter for kind '${config.kind}' yet`);
+  const factory = ADAPTERS[config.kind][config.protocol];
   const endpoints = config.endpoints.map((endpoint) =>
     factory({ endpoint, maxConnections: config.max_connections, maxMessageBytes }),
   );

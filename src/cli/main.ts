@@ -81,32 +81,46 @@ async function validate(argv: string[]): Promise<number> {
 
 async function demo(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
-  // The reference server is a test fixture, loaded only for the demo. It takes
+  // The reference servers are test fixtures, loaded only for the demo. They take
   // free loopback ports, which replace the demo config's backend endpoints.
-  const { startTritonReference } = await import('../../reference/triton/index.js');
-  const triton = await startTritonReference({ host: '127.0.0.1' });
+  const [{ startTritonReference }, { startTfServingReference }, { startTorchServeReference }] = await Promise.all([
+    import('../../reference/triton/index.js'),
+    import('../../reference/tfserving/index.js'),
+    import('../../reference/torchserve/index.js'),
+  ]);
+  const servers = await Promise.all([
+    startTritonReference({ host: '127.0.0.1' }),
+    startTfServingReference({ host: '127.0.0.1' }),
+    startTorchServeReference({ host: '127.0.0.1' }),
+  ]);
+  const [triton, tfserving, torchserve] = servers;
+  const closeServers = () => Promise.all(servers.map((s) => s.close()));
   let gateway: RunningGateway;
   try {
     const config = await loadConfigFile(values.config ?? 'config/demo.yaml', {
       ...process.env,
       INFERGATE_BACKEND_TRITON_GRPC_ENDPOINTS: triton.grpcEndpoint,
       INFERGATE_BACKEND_TRITON_REST_ENDPOINTS: triton.httpEndpoint,
+      INFERGATE_BACKEND_TFSERVING_GRPC_ENDPOINTS: tfserving.grpcEndpoint,
+      INFERGATE_BACKEND_TORCHSERVE_REST_ENDPOINTS: torchserve.httpEndpoint,
     });
     gateway = await startGateway(config, createLogger(config.server.log_level));
   } catch (err) {
-    await triton.close();
+    await closeServers();
     throw err;
   }
   const base = `http://127.0.0.1:${gateway.httpPort}`;
   process.stderr.write(
-    `\nInfergate demo: gateway on ${base} (gRPC 127.0.0.1:${gateway.grpcPort}); reference Triton on ${triton.httpEndpoint} (REST) and ${triton.grpcEndpoint} (gRPC).\n` +
+    `\nInfergate demo: gateway on ${base} (gRPC 127.0.0.1:${gateway.grpcPort}), in front of reference servers:\n` +
+      `  Triton ${triton.httpEndpoint} (REST) ${triton.grpcEndpoint} (gRPC), TF Serving ${tfserving.grpcEndpoint} (gRPC),\n` +
+      `  TorchServe ${torchserve.httpEndpoint} (REST)\n` +
       `Try:\n  curl -s ${base}/v2/models/linear/infer -H 'content-type: application/json' \\\n` +
       `    -d '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}'\n` +
       `Press Ctrl-C to stop.\n\n`,
   );
   await untilSignal();
   await gateway.close();
-  await triton.close();
+  await closeServers();
   return 0;
 }
 

@@ -26,19 +26,22 @@ describe('infergate demo', () => {
       // The banner's own curl example, sent as written.
       expect(banner).toContain(`curl -s ${base}/v2/models/linear/infer`);
       const pool = new Pool(base);
-      const res = await pool.request({
-        method: 'POST',
-        path: '/v2/models/linear/infer',
-        headers: { 'content-type': 'application/json' },
-        body: '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}',
-      });
-      const body = (await res.body.json()) as { model_name: string; outputs: { name: string; data: number[] }[] };
+      // The same model on Triton, TF Serving and TorchServe gives the same answer.
+      for (const model of ['linear', 'linear-tf', 'linear-ts']) {
+        const res = await pool.request({
+          method: 'POST',
+          path: `/v2/models/${model}/infer`,
+          headers: { 'content-type': 'application/json' },
+          body: '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}',
+        });
+        const body = (await res.body.json()) as { model_name: string; outputs: { name: string; data: number[] }[] };
+        expect(res.statusCode, JSON.stringify(body)).toBe(200);
+        expect(body.model_name).toBe(model);
+        // Version 2 of the reference linear model: x.W + b with b = [1, 0, -1].
+        expect(body.outputs.find((o) => o.name === 'SCORES')?.data).toEqual([7, 5, 2.75]);
+        expect(body.outputs.find((o) => o.name === 'CLASS')?.data).toEqual([0]);
+      }
       await pool.close();
-      expect(res.statusCode).toBe(200);
-      expect(body.model_name).toBe('linear');
-      // Version 2 of the reference linear model: x.W + b with b = [1, 0, -1].
-      expect(body.outputs.find((o) => o.name === 'SCORES')?.data).toEqual([7, 5, 2.75]);
-      expect(body.outputs.find((o) => o.name === 'CLASS')?.data).toEqual([0]);
       const exited = once(child, 'exit');
       child.kill('SIGTERM');
       const [code] = (await exited) as [number | null];

@@ -20,7 +20,7 @@ describe('infergate validate', () => {
   it('exits 0 on a valid file and says what it holds', () => {
     const run = infergate('validate', 'config/demo.yaml');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/config\/demo\.yaml: ok \(\d+ models, 2 backends\)/);
+    expect(run.stdout).toMatch(/config\/demo\.yaml: ok \(\d+ models, 4 backends\)/);
   });
 
   it('exits 1 on a wrong key or type, naming the key path', async () => {

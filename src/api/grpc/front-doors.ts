@@ -1,6 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { InferenceService } from '../../routing/inference-service.js';
 import type { GrpcApiOptions } from './calls.js';
+import { addTfServingServices } from './tfserving.js';
+import { addTorchServeServices } from './torchserve.js';
 
 /**
  * A gRPC service in another server's format (TF Serving's PredictionService,
@@ -9,4 +11,4 @@ import type { GrpcApiOptions } from './calls.js';
  */
 export type GrpcFrontDoor = (server: grpc.Server, service: InferenceService, opts: GrpcApiOptions) => void;
 
-export const GRPC_FRONT_DOORS: readonly GrpcFrontDoor[] = [];
+export const GRPC_FRONT_DOORS: readonly GrpcFrontDoor[] = [addTfServingServices, addTorchServeServices];

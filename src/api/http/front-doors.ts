@@ -1,6 +1,8 @@
 import type { Hono } from 'hono';
 import type { InferenceService } from '../../routing/inference-service.js';
 import type { HttpApiOptions, HttpEnv } from './context.js';
+import { registerTfServingRoutes } from './tfserving.js';
+import { registerTorchServeRoutes } from './torchserve.js';
 
 /**
  * A REST surface in another server's format (TF Serving's, TorchServe's), so
@@ -9,4 +11,4 @@ import type { HttpApiOptions, HttpEnv } from './context.js';
  */
 export type HttpFrontDoor = (app: Hono<HttpEnv>, service: InferenceService, opts: HttpApiOptions) => void;
 
-export const HTTP_FRONT_DOORS: readonly HttpFrontDoor[] = [];
+export const HTTP_FRONT_DOORS: readonly HttpFrontDoor[] = [registerTfServingRoutes, registerTorchServeRoutes];

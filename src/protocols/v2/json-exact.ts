@@ -6,6 +6,9 @@
  * Number.MAX_SAFE_INTEGER therefore come back as bigints. A body with no
  * integer literal of 16+ digits cannot hold one, so almost every body takes the
  * native parser; only the rest pay for this one.
+ *
+ * With `nonFinite`, bare NaN / Infinity / -Infinity are read too: TF
+ * Serving's JSON dialect (protocols/tfserving) shares this parser.
  */
 
 /** Where an integer literal of 16+ digits may start (after `[`, `,`, `:` or whitespace); fractions and exponents never match. */
@@ -14,23 +17,45 @@ const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
 /** Deeper nesting is refused rather than risking the call stack. */
 const MAX_DEPTH = 1000;
 
+/** Where a bare NaN / Infinity / -Infinity may appear (a word that may also sit inside a string: then the slow path just finds none). */
+const NON_FINITE_WORD = /NaN|Infinity/;
+const NON_FINITE: readonly (readonly [string, number])[] = [
+  ['NaN', Number.NaN],
+  ['Infinity', Number.POSITIVE_INFINITY],
+  ['-Infinity', Number.NEGATIVE_INFINITY],
+];
+
+export interface JsonExactOptions {
+  /**
+   * Accept the bare words NaN, Infinity and -Infinity as numbers: the
+   * non-strict JSON that TF Serving (rapidjson's kParseNanAndInfFlag) reads and
+   * writes. Strict JSON (the default) refuses them, as JSON.parse does.
+   */
+  readonly nonFinite?: boolean;
+}
+
 /**
  * Parses `text`; throws SyntaxError on malformed JSON, like JSON.parse.
  * `exact` is false when the text cannot hold an integer beyond 2^53, so the
  * value holds no bigint and JSON.parse did the work.
  */
-export function parseJsonExact(text: string): { readonly value: unknown; readonly exact: boolean } {
-  if (!LONG_INTEGER.test(text)) return { value: JSON.parse(text), exact: false };
-  const parser = new ExactParser(text);
+export function parseJsonExact(text: string, options: JsonExactOptions = {}): { readonly value: unknown; readonly exact: boolean } {
+  const nonFinite = options.nonFinite === true;
+  const long = LONG_INTEGER.test(text);
+  if (!long && !(nonFinite && NON_FINITE_WORD.test(text))) return { value: JSON.parse(text), exact: false };
+  const parser = new ExactParser(text, nonFinite);
   const value = parser.value(0);
   parser.end();
-  return { value, exact: true };
+  return { value, exact: long };
 }
 
 class ExactParser {
   private pos = 0;
 
-  constructor(private readonly text: string) {}
+  constructor(
+    private readonly text: string,
+    private readonly nonFinite: boolean,
+  ) {}
 
   value(depth: number): unknown {
     if (depth > MAX_DEPTH) this.fail('JSON nested too deeply');
@@ -39,6 +64,11 @@ class ExactParser {
     if (c === '{') return this.object(depth);
     if (c === '[') return this.array(depth);
     if (c === '"') return this.string();
+    if (this.nonFinite) {
+      for (const [word, v] of NON_FINITE) {
+        if (this.text.startsWith(word, this.pos)) return (this.pos += word.length), v;
+      }
+    }
     if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return this.number();
     if (this.text.startsWith('true', this.pos)) return (this.pos += 4), true;
     if (this.text.startsWith('false', this.pos)) return (this.pos += 5), false;
