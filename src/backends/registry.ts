@@ -29,8 +29,8 @@ const ADAPTERS: Readonly<Record<BackendKind, Readonly<Record<BackendProtocol, Ad
 
 export function createBackendCluster(name: string, config: BackendConfig, maxMessageBytes: number): BackendCluster {
   const factory = ADAPTERS[config.kind][config.protocol];
-  const endpoints = config.endpoints.map((endpoint) =>
-    factory({ endpoint, maxConnections: config.max_connections, maxMessageBytes }),
+  const endpoints = config.endpoints.map(({ address }) =>
+    factory({ endpoint: address, maxConnections: config.max_connections, maxMessageBytes }),
   );
   const health = config.health_check;
   return new BackendCluster(name, config.kind, config.protocol, config.timeout_ms, endpoints, {

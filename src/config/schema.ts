@@ -37,10 +37,35 @@ const serverSchema = z.strictObject({
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
+/** An endpoint: "host:port", or { address, weight } for weighted round robin. */
+const endpointSchema = z
+  .union([hostPort, z.strictObject({ address: hostPort, weight: z.number().int().min(1).max(1000).default(1) })])
+  .transform((e) => (typeof e === 'string' ? { address: e, weight: 1 } : e));
+
+const loadBalancingSchema = z
+  .strictObject({
+    /**
+     * least_request: power of two choices on outstanding requests (the default);
+     * round_robin: weighted by each endpoint's weight; consistent_hash: a
+     * request key picks the endpoint, so one key keeps one endpoint.
+     */
+    policy: z.enum(['least_request', 'round_robin', 'consistent_hash']).default('least_request'),
+    /** With consistent_hash: the request header (or gRPC metadata) whose value is the key. */
+    hash_header: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be a header name').transform((h) => h.toLowerCase()).optional(),
+  })
+  .refine((lb) => lb.policy !== 'consistent_hash' || lb.hash_header !== undefined, {
+    message: 'consistent_hash needs hash_header (the request header whose value is the key)',
+    path: ['hash_header'],
+  });
+
+export type EndpointConfig = z.infer<typeof endpointSchema>;
+export type LoadBalancingConfig = z.infer<typeof loadBalancingSchema>;
+
 const backendSchema = z.strictObject({
   kind: z.enum(BACKEND_KINDS),
   protocol: z.enum(BACKEND_PROTOCOLS),
-  endpoints: z.array(hostPort).min(1, 'needs at least one endpoint'),
+  endpoints: z.array(endpointSchema).min(1, 'needs at least one endpoint'),
+  load_balancing: loadBalancingSchema.default({ policy: 'least_request' }),
   /** Longest a single backend call may take. */
   timeout_ms: z.number().int().positive().default(30_000),
   /** Connections kept per endpoint for REST (gRPC multiplexes one channel). */
@@ -94,8 +119,27 @@ const modelSchema = z.strictObject({
   torchserve: torchserveModelSchema.optional(),
 });
 
+/** Who may use /admin/*: API keys, given as SHA-256 hex digests or read from an environment variable. */
+const adminSchema = z.strictObject({
+  /** SHA-256 (hex) of each accepted admin key; the keys themselves never sit in the file. */
+  api_key_sha256: z.array(z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex SHA-256 digest')).default([]),
+  /** An environment variable holding one more accepted key (plain). */
+  api_key_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).default('INFERGATE_ADMIN_KEY'),
+});
+
+/** Redis, shared by the gateway's instances: live config (and later caches, jobs, counters). */
+const redisSchema = z.strictObject({
+  url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+  /** Prefix of every key and channel the gateway uses, so several deployments can share one Redis. */
+  key_prefix: z.string().regex(/^[A-Za-z0-9:_-]+$/).default('infergate'),
+  /** Longest a Redis command may take before the gateway goes on without it. */
+  command_timeout_ms: z.number().int().positive().default(500),
+});
+
 export const configSchema = z.strictObject({
   server: serverSchema.default(() => serverSchema.parse({})),
+  admin: adminSchema.default(() => adminSchema.parse({})),
+  redis: redisSchema.optional(),
   backends: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'backend names use letters, digits, _ . -'), backendSchema),
   models: z.record(z.string().regex(MODEL_NAME_PATTERN, 'is not a valid model name'), modelSchema),
 });

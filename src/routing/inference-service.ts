@@ -16,6 +16,22 @@ export interface RequestContext {
   readonly deadline: number;
   readonly signal?: AbortSignal;
   readonly requestId?: string;
+  /**
+   * A request header (REST) or metadata value (gRPC) by lower-case name, for
+   * routing rules; read on demand so nothing is copied for requests whose
+   * routes never look.
+   */
+  readonly header?: (name: string) => string | undefined;
+}
+
+/**
+ * What one config builds and requests run on: the router and the health
+ * checks of its models. Swapped whole on a config change; a request keeps the
+ * runtime it started with.
+ */
+export interface Runtime {
+  readonly router: ModelRouter;
+  readonly health?: ModelHealthMonitor;
 }
 
 export const SERVER_NAME = 'infergate';
@@ -41,11 +57,36 @@ export class InferenceService {
   private draining = false;
   private readonly metadataCache = new Map<string, { readonly at: number; readonly value: Promise<ModelMetadata> }>();
 
+  private runtime: Runtime;
+
   /** `health`, when given, holds background readiness checks: unready models fail fast and the index answers from it. */
-  constructor(
-    private readonly router: ModelRouter,
-    private readonly health?: ModelHealthMonitor,
-  ) {}
+  constructor(router: ModelRouter, health?: ModelHealthMonitor) {
+    this.runtime = health !== undefined ? { router, health } : { router };
+  }
+
+  /**
+   * Puts a new runtime in place for requests that start from now on and
+   * returns the old one (its owner closes what the new one does not reuse).
+   * Cached metadata belongs to the old routes, so it goes too.
+   */
+  swapRuntime(next: Runtime): Runtime {
+    const previous = this.runtime;
+    this.runtime = next;
+    this.metadataCache.clear();
+    return previous;
+  }
+
+  get currentRuntime(): Runtime {
+    return this.runtime;
+  }
+
+  private get router(): ModelRouter {
+    return this.runtime.router;
+  }
+
+  private get health(): ModelHealthMonitor | undefined {
+    return this.runtime.health;
+  }
 
   /**
    * The target of a public model and version. The API resolves it before

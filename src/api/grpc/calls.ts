@@ -15,8 +15,17 @@ export interface GrpcApiOptions {
 export type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): grpc.Deadline };
 
 export function callContext(call: IncomingCall, opts: GrpcApiOptions): RequestContext {
-  const given = call.metadata.get('x-request-id')[0];
-  return { deadline: deadlineOf(call, opts.requestTimeoutMs), requestId: requestIdFrom(typeof given === 'string' ? given : undefined) };
+  return {
+    deadline: deadlineOf(call, opts.requestTimeoutMs),
+    requestId: requestIdFrom(metadataValue(call.metadata, 'x-request-id')),
+    header: (name) => metadataValue(call.metadata, name),
+  };
+}
+
+/** The first text value of a metadata key (binary -bin values are not routing keys). */
+function metadataValue(metadata: grpc.Metadata, name: string): string | undefined {
+  const value = metadata.get(name)[0];
+  return typeof value === 'string' ? value : undefined;
 }
 
 /** The call's deadline, or the configured default when the client set none. */

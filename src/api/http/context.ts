@@ -26,7 +26,15 @@ export function requestIdFrom(given: string | undefined): string {
 }
 
 export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestContext {
-  return { deadline: Date.now() + opts.requestTimeoutMs, requestId: c.get('requestId') };
+  const headers = c.env.incoming.headers;
+  return {
+    deadline: Date.now() + opts.requestTimeoutMs,
+    requestId: c.get('requestId'),
+    header: (name) => {
+      const value = headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    },
+  };
 }
 
 /** A v2-style error reply, `{"error": "..."}`; front doors with their own error shape build theirs. */
