@@ -75,7 +75,10 @@ describe('config loading', () => {
     });
     expect(config.server.http.port).toBe(9000);
     expect(config.server.grpc).toEqual({ host: '127.0.0.1', port: 8001 });
-    expect(config.backends.triton!.endpoints).toEqual(['10.0.0.1:8001', '10.0.0.2:8001']);
+    expect(config.backends.triton!.endpoints).toEqual([
+      { address: '10.0.0.1:8001', weight: 1 },
+      { address: '10.0.0.2:8001', weight: 1 },
+    ]);
     expect(problems(VALID, { INFERGATE_HTTP_PORT: 'x' })[0]).toMatch(/^server\.http\.port: /);
   });
 
