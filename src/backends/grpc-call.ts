@@ -137,7 +137,11 @@ export class GrpcEndpoint {
       });
     }
     if (err.code === grpc.status.UNAVAILABLE && !fromServer(err, sawHeaders)) {
-      return unavailable(`backend ${this.kind} ${this.endpoint} unreachable: ${err.details}`, err);
+      // Marked as a connection failure: no status came from the server, so routing may try another target.
+      return new GatewayError('UNAVAILABLE', `backend ${this.kind} ${this.endpoint} unreachable: ${err.details}`, {
+        cause: err,
+        transport: 'connect',
+      });
     }
     const code = codeFromGrpcStatus(err.code);
     return new GatewayError(code, err.details || `backend ${this.kind} ${this.endpoint} answered ${code}`, { cause: err });

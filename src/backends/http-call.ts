@@ -271,5 +271,6 @@ function transportError(kind: BackendKind, endpoint: string, err: unknown): Gate
   if (code !== undefined && USAGE_CODES.has(code)) {
     return new GatewayError('INTERNAL', `request to backend ${kind} ${endpoint} failed: ${message}`, { cause: err });
   }
-  return new GatewayError('UNAVAILABLE', `backend ${kind} ${endpoint} unreachable: ${message}`, { cause: err });
+  // Marked as a connection failure: the backend never answered, so routing may try another target.
+  return new GatewayError('UNAVAILABLE', `backend ${kind} ${endpoint} unreachable: ${message}`, { cause: err, transport: 'connect' });
 }

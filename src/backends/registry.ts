@@ -33,9 +33,19 @@ export function createBackendCluster(name: string, config: BackendConfig, maxMes
     factory({ endpoint: address, maxConnections: config.max_connections, maxMessageBytes }),
   );
   const health = config.health_check;
-  return new BackendCluster(name, config.kind, config.protocol, config.timeout_ms, endpoints, {
-    intervalMs: health.interval_ms,
-    timeoutMs: health.timeout_ms,
-    unhealthyAfter: health.unhealthy_after,
-  });
+  const lb = config.load_balancing;
+  return new BackendCluster(
+    name,
+    config.kind,
+    config.protocol,
+    config.timeout_ms,
+    endpoints,
+    { intervalMs: health.interval_ms, timeoutMs: health.timeout_ms, unhealthyAfter: health.unhealthy_after },
+    // The balancer (ring, weights) is built here, once per config, not per request.
+    {
+      policy: lb.policy,
+      weights: config.endpoints.map((e) => e.weight),
+      ...(lb.hash_header !== undefined ? { hashHeader: lb.hash_header } : {}),
+    },
+  );
 }

@@ -1,12 +1,15 @@
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile } from '../config/load.js';
+import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
 import { startGateway, type RunningGateway } from '../gateway.js';
 import { createLogger } from '../observability/logger.js';
 
 const USAGE = `Usage: infergate <command> [options]
 
 Commands:
-  serve [--config FILE]     run the gateway (default config: config/gateway.yaml)
+  serve [--config FILE]     run the gateway (default config: config/gateway.yaml); it reloads
+                            the file when it changes, on SIGHUP and through PUT /admin/config
   validate FILE [FILE...]   check config files; exits 1 naming each problem
   demo                      run the gateway with config/demo.yaml and the reference
                             Triton server on loopback: no external service needed
@@ -49,9 +52,10 @@ export async function main(argv: string[]): Promise<number> {
 
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
-  const config = await loadConfigFile(values.config ?? 'config/gateway.yaml');
+  const file = values.config ?? 'config/gateway.yaml';
+  const { config, text } = await readConfig(file, process.env);
   const logger = createLogger(config.server.log_level);
-  const gateway = await startGateway(config, logger);
+  const gateway = await startGateway(config, logger, { configText: text, configFile: file, reloadOnSighup: true, env: process.env });
   await untilSignal();
   await gateway.close();
   return 0;
@@ -97,14 +101,22 @@ async function demo(argv: string[]): Promise<number> {
   const closeServers = () => Promise.all(servers.map((s) => s.close()));
   let gateway: RunningGateway;
   try {
-    const config = await loadConfigFile(values.config ?? 'config/demo.yaml', {
+    const file = values.config ?? 'config/demo.yaml';
+    // Reloads of the demo config keep pointing at the reference servers: the same overrides apply to them.
+    const env = {
       ...process.env,
       INFERGATE_BACKEND_TRITON_GRPC_ENDPOINTS: triton.grpcEndpoint,
       INFERGATE_BACKEND_TRITON_REST_ENDPOINTS: triton.httpEndpoint,
       INFERGATE_BACKEND_TFSERVING_GRPC_ENDPOINTS: tfserving.grpcEndpoint,
       INFERGATE_BACKEND_TORCHSERVE_REST_ENDPOINTS: torchserve.httpEndpoint,
+    };
+    const { config, text } = await readConfig(file, env);
+    gateway = await startGateway(config, createLogger(config.server.log_level), {
+      configText: text,
+      configFile: file,
+      reloadOnSighup: true,
+      env,
     });
-    gateway = await startGateway(config, createLogger(config.server.log_level));
   } catch (err) {
     await closeServers();
     throw err;
@@ -122,6 +134,17 @@ async function demo(argv: string[]): Promise<number> {
   await gateway.close();
   await closeServers();
   return 0;
+}
+
+/** The validated config and the text it came from (kept for reloads, the admin API and Redis). */
+async function readConfig(path: string, env: NodeJS.ProcessEnv): Promise<{ config: GatewayConfig; text: string }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
+  }
+  return { config: parseConfig(text, path, env), text };
 }
 
 function untilSignal(): Promise<NodeJS.Signals> {

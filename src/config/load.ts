@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, crossReferenceProblems, type GatewayConfig } from './schema.js';
+import { formatRouteProblem, parseRouteConfig, zodIssueMessage } from './route-schema.js';
+import { baseConfigSchema, type GatewayConfig } from './schema.js';
 
 /** A config that failed to load; `problems` holds one line per problem, each naming its key path. */
 export class ConfigError extends Error {
@@ -26,35 +27,71 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
 
 /** Parses YAML text, applies environment overrides, and validates the result in full. */
 export function parseConfig(text: string, source = '<config>', env: NodeJS.ProcessEnv = {}): GatewayConfig {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  // Duplicate keys are found below with their paths; the YAML library would only say "must be unique".
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { uniqueKeys: false, prettyErrors: true, lineCounter });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       source,
       doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`),
     );
   }
+  // Duplicates are reported first, with every other problem after them.
+  const problems = duplicateKeys(doc.contents, [], lineCounter);
   const raw: unknown = doc.toJS() ?? {};
-  return validateConfig(applyEnvOverrides(raw, env), source);
+  let config: GatewayConfig | undefined;
+  try {
+    config = validateConfig(applyEnvOverrides(raw, env), source);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  if (problems.length > 0 || config === undefined) throw new ConfigError(source, problems);
+  return config;
 }
 
+/**
+ * Every key given twice in one map, anywhere in the file, as
+ * "models.linear: duplicate key (first at line 12)". YAML would keep the last
+ * value silently; a duplicate model or backend is almost always a mistake.
+ */
+function duplicateKeys(node: unknown, path: readonly (string | number)[], lines: LineCounter): string[] {
+  const found: string[] = [];
+  if (isMap(node)) {
+    const firstLine = new Map<string, number>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const at = [...path, key];
+      const offset = (pair.key as YamlNode | null)?.range?.[0];
+      const line = offset !== undefined ? lines.linePos(offset).line : 0;
+      const first = firstLine.get(key);
+      if (first !== undefined) found.push(`${at.join('.')}: duplicate key (first at line ${first})`);
+      else firstLine.set(key, line);
+      found.push(...duplicateKeys(pair.value, at, lines));
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => found.push(...duplicateKeys(item, [...path, i], lines)));
+  }
+  return found;
+}
+
+/**
+ * Validates a config value in full: every section's shape (zod), and the
+ * routing trees of `models` and `targets` (route-schema.ts) even when another
+ * section failed, so one pass reports every problem, each with its key path.
+ */
 export function validateConfig(raw: unknown, source = '<config>'): GatewayConfig {
-  const result = configSchema.safeParse(raw);
-  const problems = [
-    ...(result.success ? [] : formatIssues(result.error.issues)),
-    ...crossReferenceProblems(raw).map((p) => `${p.path}: ${p.message}`),
-  ];
-  if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
-  return result.data;
+  const base = baseConfigSchema.safeParse(raw);
+  const routes = parseRouteConfig(raw);
+  const problems = [...(base.success ? [] : formatIssues(base.error.issues)), ...routes.problems.map(formatRouteProblem)];
+  if (problems.length > 0 || !base.success) throw new ConfigError(source, problems);
+  return { ...base.data, targets: routes.targets, models: routes.models };
 }
 
 function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map((issue) => {
     const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
-    if (issue.code === 'unrecognized_keys') {
-      return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
-    }
-    if (issue.code === 'invalid_key') return `${path}: ${issue.issues[0]?.message ?? issue.message}`;
-    return `${path}: ${issue.message}`;
+    return `${path}: ${zodIssueMessage(issue)}`;
   });
 }
 

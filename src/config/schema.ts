@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { BACKEND_KINDS, BACKEND_PROTOCOLS } from '../backends/backend.js';
-import { DATATYPES } from '../core/datatypes.js';
-import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../core/names.js';
+import { MODEL_NAME_PATTERN } from '../core/names.js';
+import { parseRouteConfig, type RouteNodeConfig } from './route-schema.js';
 
 /**
  * The gateway's configuration file (config/gateway.yaml), validated once at
@@ -82,43 +82,6 @@ const backendSchema = z.strictObject({
     .default({ interval_ms: 5_000, timeout_ms: 2_000, unhealthy_after: 2 }),
 });
 
-const tfservingModelSchema = z
-  .strictObject({
-    signature_name: z.string().min(1).default('serving_default'),
-    rest_format: z.enum(['columnar', 'row']).default('columnar'),
-  })
-  .transform((o) => ({ signatureName: o.signature_name, restFormat: o.rest_format }));
-
-const tensorName = z.string().min(1).max(256);
-
-const torchserveModelSchema = z
-  .strictObject({
-    request: z.enum(['json', 'raw']).default('json'),
-    response: z.enum(['json', 'bytes']).default('json'),
-    input_keys: z.record(tensorName, z.string().min(1)).default({}),
-    output_name: tensorName.default('OUTPUT0'),
-    output_types: z.record(tensorName, z.enum(DATATYPES)).default({}),
-  })
-  .transform((o) => ({
-    request: o.request,
-    response: o.response,
-    inputKeys: o.input_keys,
-    outputName: o.output_name,
-    outputTypes: o.output_types,
-  }));
-
-const modelSchema = z.strictObject({
-  backend: z.string().min(1),
-  /** The backend's own model name; defaults to the public name. */
-  model: z.string().regex(MODEL_NAME_PATTERN, 'is not a valid model name').optional(),
-  /** Pins a backend model version; unset lets the client's version (or the backend's latest) through. */
-  version: z.string().regex(VERSION_PATTERN, 'is not a valid version').optional(),
-  /** Settings for a model on a TF Serving backend. */
-  tfserving: tfservingModelSchema.optional(),
-  /** Settings for a model on a TorchServe backend. */
-  torchserve: torchserveModelSchema.optional(),
-});
-
 /** Who may use /admin/*: API keys, given as SHA-256 hex digests or read from an environment variable. */
 const adminSchema = z.strictObject({
   /** SHA-256 (hex) of each accepted admin key; the keys themselves never sit in the file. */
@@ -136,50 +99,36 @@ const redisSchema = z.strictObject({
   command_timeout_ms: z.number().int().positive().default(500),
 });
 
-export const configSchema = z.strictObject({
+/** A name a backend or a target is declared under. */
+const declaredName = (what: string) => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, `${what} names use letters, digits, _ . -`);
+
+/**
+ * Every section, with `models` and `targets` taken as they are: their routing
+ * trees are checked by route-schema.ts, whose messages name the exact key.
+ */
+export const baseConfigSchema = z.strictObject({
   server: serverSchema.default(() => serverSchema.parse({})),
   admin: adminSchema.default(() => adminSchema.parse({})),
   redis: redisSchema.optional(),
-  backends: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'backend names use letters, digits, _ . -'), backendSchema),
-  models: z.record(z.string().regex(MODEL_NAME_PATTERN, 'is not a valid model name'), modelSchema),
+  backends: z.record(declaredName('backend'), backendSchema),
+  /** Named routing trees, referenced from models (and other targets) as `{ target: name }`. */
+  targets: z.record(declaredName('target'), z.unknown()).default({}),
+  /** Public model name -> its routing tree (a leaf `{ backend, ... }` in the simplest case). */
+  models: z.record(z.string().regex(MODEL_NAME_PATTERN, 'is not a valid model name'), z.unknown()),
 });
 
 /**
- * Checks between sections (a model's backend must be declared). Runs on the raw
- * value even when the schema fails elsewhere, so one pass reports every problem.
+ * The whole config. Use validateConfig() (config/load.ts) to read one: when
+ * another section is invalid zod skips this transform, and validateConfig
+ * still checks the routes, so one pass reports every problem.
  */
-export function crossReferenceProblems(raw: unknown): { path: string; message: string }[] {
-  if (!isRecord(raw) || !isRecord(raw.models)) return [];
-  const backends = isRecord(raw.backends) ? raw.backends : {};
-  const declared = Object.keys(backends);
-  const problems: { path: string; message: string }[] = [];
-  for (const [name, model] of Object.entries(raw.models)) {
-    if (!isRecord(model) || typeof model.backend !== 'string') continue;
-    const backend = backends[model.backend];
-    if (!Object.hasOwn(backends, model.backend) || !isRecord(backend)) {
-      problems.push({
-        path: `models.${name}.backend`,
-        message: `unknown backend '${model.backend}' (declared: ${declared.join(', ') || 'none'})`,
-      });
-      continue;
-    }
-    // A server kind's settings on a model of another kind would be silently ignored.
-    for (const kind of ['tfserving', 'torchserve'] as const) {
-      if (model[kind] !== undefined && backend.kind !== kind) {
-        problems.push({
-          path: `models.${name}.${kind}`,
-          message: `applies only to models on a ${kind} backend ('${model.backend}' is ${String(backend.kind)})`,
-        });
-      }
-    }
-  }
-  return problems;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+export const configSchema = baseConfigSchema.transform((base, ctx) => {
+  const routes = parseRouteConfig(base);
+  for (const p of routes.problems) ctx.addIssue({ code: 'custom', message: p.message, path: [...p.path] });
+  return { ...base, targets: routes.targets, models: routes.models };
+});
 
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type BackendConfig = GatewayConfig['backends'][string];
-export type ModelConfig = GatewayConfig['models'][string];
+/** One model's routing tree (a leaf, or weighted / fallback / match nodes over leaves). */
+export type ModelConfig = RouteNodeConfig;

@@ -65,13 +65,23 @@ const BY_GRPC_STATUS: ReadonlyMap<number, ErrorCode> = new Map(
   (Object.entries(GRPC_STATUS) as [ErrorCode, number][]).map(([code, n]) => [n, code]),
 );
 
+/**
+ * How a failure happened below the backend's own answer. `connect`: the
+ * backend could not be reached, or the connection broke before it sent a
+ * status, so it never answered this call (routing may try another target).
+ */
+export type TransportFailure = 'connect';
+
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';
   readonly code: ErrorCode;
+  /** Set by the backend call helpers when the endpoint was never reached (see TransportFailure). */
+  readonly transport?: TransportFailure;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; transport?: TransportFailure }) {
     super(message, options);
     this.code = code;
+    if (options?.transport !== undefined) this.transport = options.transport;
   }
 
   get httpStatus(): number {

@@ -1,5 +1,6 @@
 import type { CallOptions } from '../backends/backend.js';
-import { toGatewayError, unavailable } from '../core/errors.js';
+import type { EndpointFilter } from '../backends/cluster.js';
+import { notFound, toGatewayError, unavailable } from '../core/errors.js';
 import type {
   InferRequest,
   InferResponse,
@@ -9,6 +10,8 @@ import type {
 } from '../core/inference.js';
 import type { ModelHealthMonitor } from './model-health.js';
 import type { ModelRoute, ModelRouter, RouteTarget } from './model-router.js';
+import { execute, type RouteState } from './route-executor.js';
+import type { LeafNode } from './route-tree.js';
 
 /** What the API layer passes with each call. */
 export interface RequestContext {
@@ -22,6 +25,24 @@ export interface RequestContext {
    * routes never look.
    */
   readonly header?: (name: string) => string | undefined;
+  /**
+   * Told once per inference, when routing is done (served or failed): the id
+   * of the leaf that served it (or failed last) and the backend calls made.
+   * The API layer turns it into x-infergate-target / x-infergate-attempts.
+   */
+  readonly onServed?: (target: string, attempts: number) => void;
+}
+
+/** One request's routing state, with the health checks of the runtime it started on. */
+interface Run extends RouteState {
+  readonly health: ModelHealthMonitor | undefined;
+}
+
+/** A backend stream opened on a leaf: its first part (already received; none when the stream was empty) and the rest. */
+interface OpenedStream {
+  readonly first: InferResponse | undefined;
+  readonly rest: AsyncIterator<InferResponse> | undefined;
+  readonly release: () => void;
 }
 
 /**
@@ -97,12 +118,20 @@ export class InferenceService {
     return this.router.resolve(model, version);
   }
 
+  /**
+   * Runs the request through its model's routing tree (route-executor.ts):
+   * the leaf it lands on is called, a fallback moves on as its node says, and
+   * ctx.onServed hears which leaf answered after how many backend calls.
+   */
   async infer(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): Promise<InferResponse> {
     const { route } = target;
-    this.failIfKnownUnready(route);
-    const resp = await route.backend
-      .pick()
-      .infer({ ...req, model: route.backendModel, version: target.backendVersion }, callOptions(route, ctx));
+    const run: Run = { leaf: undefined, attempts: 0, health: this.health };
+    let resp: InferResponse;
+    try {
+      resp = await execute(route.tree, req, ctx, inferAt, run);
+    } finally {
+      if (run.leaf !== undefined) ctx.onServed?.(run.leaf.id, run.attempts);
+    }
     return { ...resp, model: route.name, ...(req.id !== undefined && resp.id === undefined ? { id: req.id } : {}) };
   }
 
@@ -136,7 +165,7 @@ export class InferenceService {
 
   private async fetchMetadata(target: RouteTarget, ctx: RequestContext): Promise<ModelMetadata> {
     const { route } = target;
-    const meta = await route.backend.pick().modelMetadata(route.backendModel, target.backendVersion, callOptions(route, ctx));
+    const meta = await route.backend.call((e) => e.modelMetadata(route.backendModel, target.backendVersion, callOptions(route, ctx)), ctx);
     const pinned = route.pinnedVersion;
     return { ...meta, name: route.name, versions: pinned !== undefined ? [pinned] : meta.versions };
   }
@@ -144,19 +173,28 @@ export class InferenceService {
   /**
    * An answer in parts, for front doors that stream (TorchServe's): the
    * backend's own stream where its adapter has one, else the one answer of
-   * infer() as a single part.
+   * infer() as a single part. Routing works as for infer() up to the first
+   * part: a fallback may move on until then, not after (parts have been sent).
    */
   async *inferStream(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): AsyncIterable<InferResponse> {
     const { route } = target;
-    const endpoint = route.backend.pick();
-    if (endpoint.inferStream === undefined) {
-      yield await this.infer(req, ctx, target);
-      return;
+    const run: Run = { leaf: undefined, attempts: 0, health: this.health };
+    let opened: OpenedStream;
+    try {
+      opened = await execute(route.tree, req, ctx, openStreamAt, run);
+    } finally {
+      if (run.leaf !== undefined) ctx.onServed?.(run.leaf.id, run.attempts);
     }
-    this.failIfKnownUnready(route);
-    const backendReq = { ...req, model: route.backendModel, version: target.backendVersion };
-    for await (const part of endpoint.inferStream(backendReq, callOptions(route, ctx))) {
-      yield { ...part, model: route.name };
+    try {
+      const first = opened.first;
+      if (first === undefined) return;
+      yield { ...first, model: route.name, ...(req.id !== undefined && first.id === undefined ? { id: req.id } : {}) };
+      const rest = opened.rest;
+      if (rest === undefined) return;
+      for (let part = await rest.next(); part.done !== true; part = await rest.next()) yield { ...part.value, model: route.name };
+    } finally {
+      await opened.rest?.return?.();
+      opened.release();
     }
   }
 
@@ -208,25 +246,87 @@ export class InferenceService {
     return readyOnly ? entries.filter((e) => e.state === 'READY') : entries;
   }
 
-  /** Background checks found the model unready: fail now rather than after a backend round trip. */
-  private failIfKnownUnready(route: ModelRoute): void {
-    const health = this.health?.get(route);
-    if (health !== undefined && !health.ready) {
-      const age = Date.now() - health.checkedAt;
-      throw unavailable(`model '${route.name}' is not ready on backend '${route.backend.name}' (checked ${age} ms ago): ${health.reason}`);
-    }
-  }
-
   private readyOf(target: RouteTarget, ctx: RequestContext): Promise<boolean> {
     const { route } = target;
-    return route.backend.pick().modelReady(route.backendModel, target.backendVersion, callOptions(route, ctx));
+    return route.backend.call((e) => e.modelReady(route.backendModel, target.backendVersion, callOptions(route, ctx)), ctx);
   }
 }
 
-/** The backend call's options: the client's deadline capped by the backend's own timeout, and the model's settings. */
+/**
+ * Background checks found the leaf's model unready: fail now rather than
+ * after a backend round trip (a fallback skips to its next child, as for any
+ * UNAVAILABLE). Else the endpoints where it is known unready, for the pick to
+ * avoid.
+ */
+function knownHealth(leaf: LeafNode, health: ModelHealthMonitor | undefined): EndpointFilter | undefined {
+  const known = health?.get(leaf);
+  if (known === undefined) return undefined;
+  if (!known.ready) {
+    const age = Date.now() - known.checkedAt;
+    throw unavailable(`model '${leaf.name}' is not ready on backend '${leaf.backend.name}' (checked ${age} ms ago): ${known.reason}`);
+  }
+  return known.unreadyEndpoints.size > 0 ? known.unreadyEndpoints : undefined;
+}
+
+/** The version to ask a leaf's backend for: the pinned one, or the client's (a pinned leaf refuses another). */
+function versionAt(leaf: LeafNode, requested: string): string {
+  const pinned = leaf.pinnedVersion;
+  if (pinned === undefined) return requested;
+  if (requested !== '' && requested !== pinned) {
+    throw notFound(`model '${leaf.name}' has no version '${requested}' at target '${leaf.id}' (served version: '${pinned}')`);
+  }
+  return pinned;
+}
+
+/** One inference on one leaf (the executor's LeafCall): one backend call, counted once it has an endpoint. */
+const inferAt = (leaf: LeafNode, req: InferRequest, ctx: RequestContext, run: Run): Promise<InferResponse> => {
+  const skip = knownHealth(leaf, run.health);
+  const backendReq: InferRequest = { ...req, model: leaf.backendModel, version: versionAt(leaf, req.version) };
+  return leaf.backend.call((endpoint) => {
+    run.attempts++;
+    return endpoint.infer(backendReq, callOptions(leaf, ctx));
+  }, ctx, skip);
+};
+
+/**
+ * Opens a stream on one leaf and waits for its first part, so a failure
+ * before any answer can still fall back. The endpoint stays counted in
+ * flight until the caller releases it.
+ */
+const openStreamAt = async (leaf: LeafNode, req: InferRequest, ctx: RequestContext, run: Run): Promise<OpenedStream> => {
+  const skip = knownHealth(leaf, run.health);
+  const backendReq: InferRequest = { ...req, model: leaf.backendModel, version: versionAt(leaf, req.version) };
+  const lease = leaf.backend.acquire(ctx, skip);
+  run.attempts++;
+  try {
+    const opts = callOptions(leaf, ctx);
+    const endpoint = lease.endpoint;
+    if (endpoint.inferStream === undefined) {
+      const first = await endpoint.infer(backendReq, opts);
+      lease.release();
+      return { first, rest: undefined, release: () => {} };
+    }
+    const parts = endpoint.inferStream(backendReq, opts)[Symbol.asyncIterator]();
+    const head = await parts.next();
+    if (head.done === true) {
+      lease.release();
+      return { first: undefined, rest: undefined, release: () => {} };
+    }
+    return { first: head.value, rest: parts, release: () => lease.release() };
+  } catch (err) {
+    lease.release();
+    throw err;
+  }
+};
+
+/**
+ * The backend call's options: the client's deadline capped by the leaf's
+ * timeout (its inherited timeout_ms, itself capped by the backend's), and
+ * the model's settings.
+ */
 function callOptions(route: ModelRoute, ctx: RequestContext): CallOptions {
   return {
-    deadline: Math.min(ctx.deadline, Date.now() + route.backend.timeoutMs),
+    deadline: Math.min(ctx.deadline, Date.now() + route.timeoutMs),
     model: route.options,
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),

@@ -1,57 +1,43 @@
-import type { ModelOptions } from '../backends/backend.js';
 import type { BackendCluster } from '../backends/cluster.js';
-import type { GatewayConfig } from '../config/schema.js';
-import { GatewayError, invalidArgument, notFound } from '../core/errors.js';
+import type { RouteNodeConfig } from '../config/route-schema.js';
+import { invalidArgument, notFound } from '../core/errors.js';
 import { isValidModelName, isValidVersion } from '../core/names.js';
+import { compileModels, type CompiledModel, type LeafNode, type ModelRoute } from './route-tree.js';
 
-/** Where one public model is served: a backend, the backend's model name and an optional pinned version. */
-export interface ModelRoute {
-  readonly name: string;
-  readonly backend: BackendCluster;
-  readonly backendModel: string;
-  /** Set when the config pins the backend version; clients may then ask only for this one. */
-  readonly pinnedVersion?: string;
-  /** Server-kind settings passed to the adapter with every call. */
-  readonly options: ModelOptions;
-}
+export type { LeafNode, ModelRoute, RouteNode } from './route-tree.js';
 
-/** A resolved request target: the route and the version to ask the backend for ('' = its latest). */
+/**
+ * A resolved request target: the model's route (its primary leaf, whose
+ * `tree` the request walks) and the version to ask the primary leaf's backend
+ * for ('' = its latest), for the calls that go to the primary alone
+ * (metadata, readiness).
+ */
 export interface RouteTarget {
   readonly route: ModelRoute;
   readonly backendVersion: string;
 }
 
+/** What the router needs of a config: validated models and named targets (GatewayConfig fits). */
+export interface RoutingConfig {
+  readonly models: Readonly<Record<string, RouteNodeConfig>>;
+  readonly targets?: Readonly<Record<string, RouteNodeConfig>>;
+}
+
 /**
- * Public model name -> route, built once per config into a Map so a request
- * costs one lookup.
+ * Public model name -> compiled routing tree, built once per config into a
+ * Map, so a request costs one lookup and then a walk of its own tree.
  */
 export class ModelRouter {
-  private readonly routes: ReadonlyMap<string, ModelRoute>;
+  private readonly models: ReadonlyMap<string, CompiledModel>;
 
-  constructor(config: GatewayConfig, clusters: ReadonlyMap<string, BackendCluster>) {
-    const routes = new Map<string, ModelRoute>();
-    for (const [name, model] of Object.entries(config.models)) {
-      const backend = clusters.get(model.backend);
-      // The schema already rejects unknown backends; this guards programmatic configs.
-      if (!backend) throw new GatewayError('FAILED_PRECONDITION', `models.${name}.backend: unknown backend '${model.backend}'`);
-      routes.set(name, {
-        name,
-        backend,
-        backendModel: model.model ?? name,
-        ...(model.version !== undefined ? { pinnedVersion: model.version } : {}),
-        options: {
-          ...(model.tfserving !== undefined ? { tfserving: model.tfserving } : {}),
-          ...(model.torchserve !== undefined ? { torchserve: model.torchserve } : {}),
-        },
-      });
-    }
-    this.routes = routes;
+  constructor(config: RoutingConfig, clusters: ReadonlyMap<string, BackendCluster>) {
+    this.models = compileModels(config, clusters);
   }
 
   /** Resolves a client's model name and version (empty = unspecified). */
   resolve(model: string, version: string): RouteTarget {
-    const route = this.routes.get(model);
-    if (route === undefined) {
+    const compiled = this.models.get(model);
+    if (compiled === undefined) {
       if (!isValidModelName(model)) {
         throw invalidArgument(
           `invalid model name ${JSON.stringify(model)}: use letters, digits, '_', '.', '-' (no '/', '..' or control characters)`,
@@ -59,19 +45,38 @@ export class ModelRouter {
       }
       throw notFound(`unknown model '${model}'`);
     }
+    const route = compiled.primary;
     if (version === '') return { route, backendVersion: route.pinnedVersion ?? '' };
     if (!isValidVersion(version)) throw invalidArgument(`invalid model version ${JSON.stringify(version)}`);
-    if (route.pinnedVersion !== undefined && version !== route.pinnedVersion) {
-      throw notFound(`model '${model}' has no version '${version}' (served version: '${route.pinnedVersion}')`);
+    // When every leaf pins a version, a client asking for another would be refused wherever it went.
+    const served = compiled.versions;
+    if (served !== undefined && !served.has(version)) {
+      const list = [...served].map((v) => `'${v}'`).join(', ');
+      throw notFound(`model '${model}' has no version '${version}' (served version${served.size > 1 ? 's' : ''}: ${list})`);
     }
-    return { route, backendVersion: version };
+    return { route, backendVersion: route.pinnedVersion ?? version };
   }
 
-  list(): IterableIterator<ModelRoute> {
-    return this.routes.values();
+  /** One route per public model: its primary leaf (the model index, and per-model views). */
+  *list(): IterableIterator<ModelRoute> {
+    for (const model of this.models.values()) yield model.primary;
+  }
+
+  /**
+   * Every leaf of every model, each a ModelRoute of its model: what the
+   * background health checks should watch, so a fallback can skip a leaf
+   * known to be unready.
+   */
+  *leaves(): IterableIterator<LeafNode> {
+    for (const model of this.models.values()) yield* model.leaves;
+  }
+
+  /** A model's compiled tree and leaves, or undefined. */
+  model(name: string): CompiledModel | undefined {
+    return this.models.get(name);
   }
 
   get size(): number {
-    return this.routes.size;
+    return this.models.size;
   }
 }

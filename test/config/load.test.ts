@@ -64,7 +64,8 @@ describe('config loading', () => {
 
   it('reports YAML syntax errors and duplicate keys', () => {
     expect(problems('models: [unclosed')[0]).toMatch(/^YAML: /);
-    expect(problems(`${VALID}\n  linear: { backend: triton }\n`)[0]).toMatch(/YAML: .*unique/i);
+    // A duplicate is named by its key path and the line of the first one.
+    expect(problems(`${VALID}\n  linear: { backend: triton }\n`)).toEqual(['models.linear: duplicate key (first at line 8)']);
   });
 
   it('applies environment overrides for ports and endpoints', () => {

@@ -1,10 +1,17 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTritonReference, type TritonReference } from '../../reference/triton/index.js';
 import type { BackendCluster } from '../../src/backends/cluster.js';
 import { createBackendCluster } from '../../src/backends/registry.js';
 import { validateConfig } from '../../src/config/load.js';
 import { GatewayError } from '../../src/core/errors.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { startGateway } from '../../src/gateway.js';
+import { createLogger, silentLogger } from '../../src/observability/logger.js';
+import { postJson } from '../helpers/http.js';
 import { InferenceService } from '../../src/routing/inference-service.js';
 import { ModelHealthMonitor } from '../../src/routing/model-health.js';
 import { ModelRouter, type ModelRoute } from '../../src/routing/model-router.js';
@@ -121,6 +128,150 @@ describe('ModelHealthMonitor', () => {
     } finally {
       watch.stop();
       await cluster.close();
+    }
+  });
+});
+
+/** A logger whose JSON lines land in `lines`, to check what the monitor reports. */
+function capturingLogger(): { logger: ReturnType<typeof createLogger>; lines: { msg: string; endpoint?: string; reason?: string }[] } {
+  const lines: { msg: string; endpoint?: string; reason?: string }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: createLogger('info', sink), lines };
+}
+
+/** Builds one backend `b` with model `linear` from a validated config, and its route. */
+function single(endpoints: string[], unhealthyAfter = 2) {
+  const config = validateConfig({
+    backends: { b: { kind: 'triton', protocol: 'rest', endpoints, health_check: { interval_ms: 0, timeout_ms: 500, unhealthy_after: unhealthyAfter } } },
+    models: { linear: { backend: 'b' } },
+  });
+  const cluster = createBackendCluster('b', config.backends.b!, 1 << 20);
+  const [linear] = [...new ModelRouter(config, new Map([['b', cluster]])).list()];
+  return { cluster, route: linear! };
+}
+
+describe('endpoint ejection from the background checks', () => {
+  it('a killed endpoint is ejected after `unhealthy_after` failed sweeps, and restored on its first answer', async () => {
+    const live = await startTritonReference();
+    let victim = await startTritonReference();
+    const port = victim.httpPort;
+    const { cluster, route: linear } = single([live.httpEndpoint, victim.httpEndpoint], 2);
+    const { logger, lines } = capturingLogger();
+    const watch = new ModelHealthMonitor([linear], logger);
+    try {
+      await watch.sweep('b', [linear]);
+      expect(cluster.endpointStates().map((e) => e.ejected)).toEqual([false, false]);
+
+      await victim.close();
+      await watch.sweep('b', [linear]);
+      expect(cluster.isEjected(1)).toBe(false); // one failed sweep is not enough
+      await watch.sweep('b', [linear]);
+      const state = cluster.endpointStates()[1]!;
+      expect(state).toMatchObject({ address: victim.httpEndpoint, ejected: true });
+      expect(state.reason).toMatch(/^health: unreachable in 2 checks in a row: .*unreachable/);
+      expect(lines.filter((l) => l.msg === 'endpoint ejected')).toMatchObject([{ endpoint: victim.httpEndpoint }]);
+      // The model is still ready: the live endpoint serves it.
+      expect(watch.get(linear)).toMatchObject({ ready: true, failures: 0 });
+      // Requests now reach only the live endpoint.
+      for (let i = 0; i < 20; i++) expect(cluster.pick()).toBe(cluster.endpoints[0]);
+
+      // Still down: stays ejected, not ejected twice.
+      await watch.sweep('b', [linear]);
+      expect(lines.filter((l) => l.msg === 'endpoint ejected')).toHaveLength(1);
+
+      victim = await startTritonReference({ httpPort: port });
+      await watch.sweep('b', [linear]);
+      expect(cluster.endpointStates()[1]).toMatchObject({ ejected: false, reason: '' });
+      expect(lines.filter((l) => l.msg === 'endpoint restored')).toMatchObject([{ endpoint: victim.httpEndpoint }]);
+    } finally {
+      watch.stop();
+      await cluster.close();
+      await Promise.all([live.close(), victim.close()]);
+    }
+  });
+
+  it('health checks do not lift an ejection another source holds', async () => {
+    const { cluster, route: linear } = single([triton.httpEndpoint]);
+    const watch = new ModelHealthMonitor([linear], silentLogger);
+    try {
+      cluster.eject(0, 'tripped', 'breaker');
+      await watch.sweep('b', [linear]);
+      expect(cluster.endpointStates()[0]).toMatchObject({ ejected: true, reason: 'breaker: tripped' });
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('a model not ready on one endpoint avoids that endpoint for that model only', async () => {
+    // An endpoint that is up but reports `linear` not ready (Triton answers 400), until told otherwise.
+    let readyThere = false;
+    const server = http.createServer((req, res) => {
+      res.statusCode = req.url === '/v2/models/linear/ready' && readyThere ? 200 : 400;
+      res.end(JSON.stringify({ error: 'model not ready' }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const partial = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { cluster, route: linear } = single([triton.httpEndpoint, partial]);
+    const watch = new ModelHealthMonitor([linear], silentLogger);
+    try {
+      await watch.sweep('b', [linear]);
+      const health = watch.get(linear)!;
+      expect(health).toMatchObject({ ready: true });
+      expect([...health.unreadyEndpoints]).toEqual([1]);
+      expect(cluster.isEjected(1)).toBe(false); // it answers: other models may still use it
+      for (let i = 0; i < 20; i++) expect(cluster.pick(undefined, health.unreadyEndpoints)).toBe(cluster.endpoints[0]);
+
+      readyThere = true;
+      await watch.sweep('b', [linear]);
+      expect(watch.get(linear)!.unreadyEndpoints.size).toBe(0);
+    } finally {
+      watch.stop();
+      await cluster.close();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('through the gateway: one dead endpoint of two, ejected, then every request answered by the live one', async () => {
+    const live = await startTritonReference();
+    const dead = await startTritonReference();
+    await dead.close(); // its port now refuses connections
+    const config = validateConfig({
+      server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, log_level: 'silent' },
+      backends: {
+        t: {
+          kind: 'triton',
+          protocol: 'rest',
+          endpoints: [live.httpEndpoint, dead.httpEndpoint],
+          // Round robin would send every other request to the dead endpoint if it were not ejected.
+          load_balancing: { policy: 'round_robin' },
+          health_check: { interval_ms: 50, timeout_ms: 500, unhealthy_after: 2 },
+        },
+      },
+      models: { linear: { backend: 't' } },
+    });
+    const gateway = await startGateway(config, silentLogger);
+    const pool = new Pool(`http://127.0.0.1:${gateway.httpPort}`, { connections: 4 });
+    try {
+      const cluster = [...gateway.service.currentRuntime.router.list()][0]!.backend;
+      await expect.poll(() => cluster.isEjected(1), { timeout: 5000 }).toBe(true);
+      const before = live.stats.inferCalls;
+      const body = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] };
+      const statuses = await Promise.all(
+        Array.from({ length: 100 }, () => postJson(pool, '/v2/models/linear/infer', body).then((r) => r.status)),
+      );
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
+      expect(live.stats.inferCalls - before).toBe(100);
+    } finally {
+      await pool.close();
+      await gateway.close(1000);
+      await live.close();
     }
   });
 });

@@ -4,6 +4,7 @@ import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import type { RequestContext } from '../../routing/inference-service.js';
 import { requestIdFrom } from '../http/context.js';
+import { ATTEMPTS_HEADER, TARGET_HEADER } from '../served.js';
 
 export interface GrpcApiOptions {
   readonly maxMessageBytes: number;
@@ -14,11 +15,20 @@ export interface GrpcApiOptions {
 /** The parts of a server call the context needs (unary and streaming calls alike). */
 export type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): grpc.Deadline };
 
-export function callContext(call: IncomingCall, opts: GrpcApiOptions): RequestContext {
+/** The request's context; with `trailer`, where an inference was served goes into it (see api/served.ts). */
+export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: grpc.Metadata): RequestContext {
   return {
     deadline: deadlineOf(call, opts.requestTimeoutMs),
     requestId: requestIdFrom(metadataValue(call.metadata, 'x-request-id')),
     header: (name) => metadataValue(call.metadata, name),
+    ...(trailer !== undefined
+      ? {
+          onServed: (target: string, attempts: number) => {
+            trailer.set(TARGET_HEADER, target);
+            trailer.set(ATTEMPTS_HEADER, String(attempts));
+          },
+        }
+      : {}),
   };
 }
 
@@ -36,18 +46,28 @@ function deadlineOf(call: IncomingCall, defaultTimeoutMs: number): number {
   return Number.isFinite(ms) ? Math.min(ms, fallback) : fallback;
 }
 
-/** Logs a failed call and turns it into the gRPC status its code maps to. */
-export function serviceError(log: Logger, rpc: string, requestId: string | undefined, err: unknown): grpc.ServiceError {
+/**
+ * Logs a failed call and turns it into the gRPC status its code maps to; the
+ * status carries `trailer` (what the call had gathered for its trailers).
+ */
+export function serviceError(
+  log: Logger,
+  rpc: string,
+  requestId: string | undefined,
+  err: unknown,
+  trailer?: grpc.Metadata,
+): grpc.ServiceError {
   const error = toGatewayError(err);
   logRequestFailure(log, { requestId, rpc }, error);
-  const metadata = new grpc.Metadata();
+  const metadata = trailer?.clone() ?? new grpc.Metadata();
   if (requestId) metadata.set('x-request-id', requestId);
   return Object.assign(new Error(error.message), { code: error.grpcStatus, details: error.message, metadata });
 }
 
 /**
  * A unary handler from an async function: errors become gRPC statuses (and
- * are logged), and every reply carries the request id in its trailers.
+ * are logged), and every reply, error or not, carries the request id in its
+ * trailers, and for an inference the leaf that served it and the attempts.
  */
 export function unaryHandler<Req, Res>(
   rpc: string,
@@ -56,17 +76,17 @@ export function unaryHandler<Req, Res>(
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     let ctx: RequestContext | undefined;
+    const trailer = new grpc.Metadata();
     try {
-      ctx = callContext(call, opts);
+      ctx = callContext(call, opts, trailer);
       const requestCtx = ctx;
-      const trailer = new grpc.Metadata();
       trailer.set('x-request-id', requestCtx.requestId ?? '');
       Promise.resolve(handler(call.request, requestCtx, call)).then(
         (res) => callback(null, res, trailer),
-        (err: unknown) => callback(serviceError(opts.logger, rpc, requestCtx.requestId, err)),
+        (err: unknown) => callback(serviceError(opts.logger, rpc, requestCtx.requestId, err, trailer)),
       );
     } catch (err) {
-      callback(serviceError(opts.logger, rpc, ctx?.requestId, err));
+      callback(serviceError(opts.logger, rpc, ctx?.requestId, err, trailer));
     }
   };
 }

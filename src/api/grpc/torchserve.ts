@@ -81,8 +81,9 @@ async function streamPredictions(
   const abort = new AbortController();
   call.on('cancelled', () => abort.abort());
   let ctx: RequestContext | undefined;
+  const trailer = new grpc.Metadata();
   try {
-    ctx = { ...callContext(call, opts), signal: abort.signal };
+    ctx = { ...callContext(call, opts, trailer), signal: abort.signal };
     const { target, request } = await canonicalRequest(service, call.request, ctx);
     const outputName = outputNameOf(target);
     for await (const part of service.inferStream(request, ctx, target)) {
@@ -90,11 +91,10 @@ async function streamPredictions(
       if (!call.write(reply(call.request, renderAnswer(part, outputName).body))) await drained(call);
     }
     if (call.cancelled) return;
-    const trailer = new grpc.Metadata();
     trailer.set('x-request-id', ctx.requestId ?? '');
     call.end(trailer);
   } catch (err) {
-    if (!call.cancelled) call.emit('error', serviceError(opts.logger, 'StreamPredictions', ctx?.requestId, err));
+    if (!call.cancelled) call.emit('error', serviceError(opts.logger, 'StreamPredictions', ctx?.requestId, err, trailer));
   }
 }
 

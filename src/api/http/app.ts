@@ -19,6 +19,7 @@ import {
   type HttpEnv,
 } from './context.js';
 import { HTTP_FRONT_DOORS } from './front-doors.js';
+import { ATTEMPTS_HEADER, TARGET_HEADER } from '../served.js';
 
 export type { HttpApiOptions } from './context.js';
 
@@ -36,8 +37,14 @@ const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
  * Triton's model index. Every error is `{"error": "..."}` with the status its
  * code maps to.
  */
-export function createHttpApp(service: InferenceService, opts: HttpApiOptions): Hono<HttpEnv> {
+export function createHttpApp(
+  service: InferenceService,
+  opts: HttpApiOptions,
+  mounts: { readonly admin?: Hono<HttpEnv> } = {},
+): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();
+  // /admin (api/http/admin.ts) is built by the composition root, which owns the live config; it sets its own request id.
+  if (mounts.admin !== undefined) app.route('/admin', mounts.admin);
   const log = opts.logger;
   const known: [string, string][] = [];
   const route = (method: 'GET' | 'POST', path: string, handler: (c: HttpContext) => Response | Promise<Response>): void => {
@@ -54,6 +61,12 @@ export function createHttpApp(service: InferenceService, opts: HttpApiOptions): 
     }
     await next();
     c.res.headers.set(REQUEST_ID_HEADER, id);
+    // Every surface on this app (v2 and the front doors), errors included: which leaf served, after how many calls.
+    const served = c.get('servedBy');
+    if (served !== undefined) {
+      c.res.headers.set(TARGET_HEADER, served.target);
+      c.res.headers.set(ATTEMPTS_HEADER, String(served.attempts));
+    }
   });
 
   route('GET', '/v2', (c) => c.json(service.serverMetadata()));

@@ -5,9 +5,14 @@ import type { GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import { encodeError } from '../../protocols/v2/rest-codec.js';
 import type { RequestContext } from '../../routing/inference-service.js';
+import type { ServedBy } from '../served.js';
 
-/** The Hono environment of every REST surface: the Node request/response, and the request id. */
-export type HttpEnv = { Bindings: HttpBindings; Variables: { requestId: string } };
+/**
+ * The Hono environment of every REST surface: the Node request/response, the
+ * request id, and where an inference was served (set through the context's
+ * onServed; the app's middleware turns it into response headers).
+ */
+export type HttpEnv = { Bindings: HttpBindings; Variables: { requestId: string; servedBy?: ServedBy } };
 export type HttpContext = Context<HttpEnv>;
 
 export interface HttpApiOptions {
@@ -34,6 +39,7 @@ export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestCon
       const value = headers[name];
       return Array.isArray(value) ? value[0] : value;
     },
+    onServed: (target, attempts) => c.set('servedBy', { target, attempts }),
   };
 }
 

@@ -1,0 +1,122 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Hono } from 'hono';
+import type { InstanceInfo } from '../../config/config-sync.js';
+import type { ApplyResult, LiveConfig } from '../../config/live-config.js';
+import { toGatewayError } from '../../core/errors.js';
+import type { Logger } from '../../observability/logger.js';
+import { readBody } from './body.js';
+import { REQUEST_ID_HEADER, requestIdFrom, type HttpContext, type HttpEnv } from './context.js';
+
+export interface AdminApiOptions {
+  readonly live: LiveConfig;
+  /** The server's body limit applies to config texts too. */
+  readonly maxBodyBytes: number;
+  readonly logger: Logger;
+  /** Every gateway instance sharing the config, with the version each runs (just this one without Redis); never rejects. */
+  instances(): Promise<readonly InstanceInfo[]>;
+  /** 'connected' / 'unavailable' when Redis is configured; undefined without it. */
+  redisStatus?(): 'connected' | 'unavailable';
+}
+
+const DISABLED = 'admin API disabled: configure admin.api_key_sha256 or set INFERGATE_ADMIN_KEY';
+const NO_STORE = { 'cache-control': 'no-store' } as const;
+
+/**
+ * The admin API, mounted under /admin on the REST listener:
+ *   GET  /admin/config                    the running config, its version, and every instance's version
+ *   PUT  /admin/config[?dry_run=true]     a new config (YAML or JSON text): applied, or only checked
+ *   POST /admin/config/validate           the dry run under its own name
+ * Every call needs `Authorization: Bearer <key>`; with no key configured at all
+ * the API answers 403, so it is never open by default.
+ */
+export function createAdminApp(opts: AdminApiOptions): Hono<HttpEnv> {
+  const app = new Hono<HttpEnv>();
+  const { live } = opts;
+
+  app.use('*', async (c, next) => {
+    // Mounted ahead of the v2 middleware, so the request id is set here.
+    const id = requestIdFrom(c.req.header(REQUEST_ID_HEADER));
+    c.set('requestId', id);
+    c.header(REQUEST_ID_HEADER, id);
+    const denied = authorize(c, live);
+    if (denied !== undefined) return denied;
+    await next();
+  });
+
+  app.get('/config', async (c) => {
+    const current = live.current;
+    const instances = await opts.instances();
+    return c.json(
+      {
+        version: current.version,
+        source: current.source,
+        applied_at: current.appliedAt.toISOString(),
+        config_text: current.text ?? null,
+        restart_pending: current.restartPending,
+        ...(opts.redisStatus !== undefined ? { redis: opts.redisStatus() } : {}),
+        instances,
+      },
+      200,
+      NO_STORE,
+    );
+  });
+
+  const dryRun = async (c: HttpContext): Promise<Response> => {
+    const text = await configText(c, opts.maxBodyBytes);
+    const checked = live.check(text, 'admin dry run');
+    return checked.valid
+      ? c.json({ valid: true, problems: [], diff: checked.diff, restart: checked.restart })
+      : c.json({ valid: false, problems: checked.problems, diff: [] });
+  };
+
+  app.put('/config', async (c) => {
+    if (isTrue(c.req.query('dry_run'))) return dryRun(c);
+    const text = await configText(c, opts.maxBodyBytes);
+    const result: ApplyResult = await live.propose(text, 'admin');
+    if (!result.accepted) return c.json({ error: 'invalid config: the running config stays', problems: result.problems }, 400);
+    return c.json({ version: result.version, diff: result.diff, restart: result.restart, unchanged: result.unchanged });
+  });
+  app.post('/config/validate', dryRun);
+
+  app.all('/config', (c) => c.json({ error: `method ${c.req.method} is not allowed on /admin/config; use GET or PUT` }, 405, { allow: 'GET, PUT' }));
+  app.all('/config/validate', (c) =>
+    c.json({ error: `method ${c.req.method} is not allowed on /admin/config/validate; use POST` }, 405, { allow: 'POST' }),
+  );
+
+  app.onError((err, c) => {
+    const error = toGatewayError(err);
+    if (error.httpStatus >= 500) opts.logger.error({ err: error.message, path: c.req.path }, 'admin request failed');
+    return c.json({ error: error.message }, error.httpStatus as 400);
+  });
+  return app;
+}
+
+async function configText(c: HttpContext, limit: number): Promise<string> {
+  const body = await readBody(c.env.incoming, limit);
+  return body.toString('utf8');
+}
+
+function isTrue(value: string | undefined): boolean {
+  return value !== undefined && ['true', '1', 'yes', ''].includes(value.toLowerCase());
+}
+
+/** Undefined when the caller may go on; else the 401/403 reply. */
+function authorize(c: HttpContext, live: LiveConfig): Response | undefined {
+  const { api_key_sha256: digests, api_key_env: envName } = live.current.config.admin;
+  const envKey = live.env[envName];
+  const accepted = [...digests.map((d) => Buffer.from(d, 'hex')), ...(envKey ? [sha256(envKey)] : [])];
+  if (accepted.length === 0) return c.json({ error: DISABLED }, 403);
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
+  if (match === null) {
+    return c.json({ error: 'admin API needs an API key: Authorization: Bearer <key>' }, 401, { 'www-authenticate': 'Bearer' });
+  }
+  // Digests of equal length, each compared in constant time and all of them every time, so timing says nothing about the keys.
+  const presented = sha256(match[1]!);
+  let ok = false;
+  for (const digest of accepted) ok = (digest.length === presented.length && timingSafeEqual(digest, presented)) || ok;
+  return ok ? undefined : c.json({ error: 'invalid admin API key' }, 401, { 'www-authenticate': 'Bearer error="invalid_token"' });
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}

@@ -1,0 +1,175 @@
+// The one module of config/ that builds routing and backends: it turns an accepted
+// config into a Runtime. It sits here, beside LiveConfig, rather than in routing/,
+// because it owns the lifecycle of what configs create (clusters, monitors).
+import type { BackendCluster } from '../backends/cluster.js';
+import { createBackendCluster } from '../backends/registry.js';
+import type { Logger } from '../observability/logger.js';
+import { InferenceService } from '../routing/inference-service.js';
+import { ModelHealthMonitor } from '../routing/model-health.js';
+import { ModelRouter } from '../routing/model-router.js';
+import { deepEqual } from './live-diff.js';
+import type { PreparedSwap, RuntimeApplier } from './live-config.js';
+import type { BackendConfig, GatewayConfig } from './schema.js';
+
+export interface RuntimeSwitcherOptions {
+  /** server.max_body_bytes: fixed for the process (it needs a restart), and every adapter is built with it. */
+  readonly maxBodyBytes: number;
+  readonly logger: Logger;
+  /**
+   * How long a backend left out of a new config stays open for requests that
+   * resolved their route before the swap (they may still be reading their
+   * body). Default: server.request_timeout_ms of the startup config.
+   */
+  readonly retireAfterMs?: number;
+}
+
+interface HeldCluster {
+  readonly config: BackendConfig;
+  readonly cluster: BackendCluster;
+}
+
+interface Retirement {
+  readonly clusters: readonly BackendCluster[];
+  readonly since: number;
+  /** Closed at this age even with calls counted in flight (they have passed every deadline by then). */
+  readonly hardLimitMs: number;
+}
+
+/** Retired clusters are looked at this often. */
+const RETIRE_CHECK_MS = 100;
+
+/**
+ * Builds the runtime of each accepted config and swaps it into the one
+ * InferenceService. A backend whose validated config is unchanged keeps its
+ * BackendCluster object (its pools, channels, balancer and ejections);
+ * new and changed backends get new clusters. Clusters no longer used close
+ * once no call runs on them, and not before `retireAfterMs`.
+ */
+export class RuntimeSwitcher implements RuntimeApplier {
+  readonly service: InferenceService;
+  private clusters: ReadonlyMap<string, HeldCluster>;
+  private health: ModelHealthMonitor;
+  private readonly retiring = new Set<Retirement>();
+  private retireTimer: NodeJS.Timeout | undefined;
+  private readonly retireAfterMs: number;
+  private started = false;
+  private closed = false;
+
+  constructor(
+    config: GatewayConfig,
+    private readonly opts: RuntimeSwitcherOptions,
+  ) {
+    this.retireAfterMs = opts.retireAfterMs ?? config.server.request_timeout_ms;
+    const built = this.build(config, new Map());
+    this.clusters = built.clusters;
+    this.health = built.health;
+    this.service = new InferenceService(built.router, built.health);
+  }
+
+  /** The clusters of the running config, by backend name. */
+  get backends(): ReadonlyMap<string, BackendCluster> {
+    return new Map([...this.clusters].map(([name, held]) => [name, held.cluster]));
+  }
+
+  /** Starts the health checks of the running config. */
+  start(): void {
+    this.started = true;
+    this.health.start();
+  }
+
+  prepare(next: GatewayConfig): PreparedSwap {
+    if (this.closed) throw new Error('the gateway is shutting down');
+    const built = this.build(next, this.clusters);
+    return {
+      commit: () => this.commit(built.clusters, built.router, built.health),
+      discard: () => void closeAll(built.created),
+    };
+  }
+
+  /** Shutdown begins: no more swaps, no more checks; the clusters stay open for the requests draining. */
+  freeze(): void {
+    this.closed = true;
+    this.health.stop();
+  }
+
+  /** Closes every cluster, current and retiring (after the listeners have drained). */
+  async close(): Promise<void> {
+    this.freeze();
+    clearInterval(this.retireTimer);
+    this.retireTimer = undefined;
+    const all = [...[...this.clusters.values()].map((h) => h.cluster), ...[...this.retiring].flatMap((r) => r.clusters)];
+    this.retiring.clear();
+    await closeAll(all);
+  }
+
+  private build(
+    config: GatewayConfig,
+    previous: ReadonlyMap<string, HeldCluster>,
+  ): { clusters: Map<string, HeldCluster>; created: BackendCluster[]; router: ModelRouter; health: ModelHealthMonitor } {
+    const clusters = new Map<string, HeldCluster>();
+    const created: BackendCluster[] = [];
+    try {
+      for (const [name, backendConfig] of Object.entries(config.backends)) {
+        const held = previous.get(name);
+        if (held !== undefined && deepEqual(held.config, backendConfig)) {
+          clusters.set(name, held);
+          continue;
+        }
+        const cluster = createBackendCluster(name, backendConfig, this.opts.maxBodyBytes);
+        created.push(cluster);
+        clusters.set(name, { config: backendConfig, cluster });
+      }
+      const router = new ModelRouter(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])));
+      // Every leaf of every routing tree is checked, so a fallback can skip one known to be unready.
+      // Readiness is kept per route object, and routes are rebuilt: the new monitor's first sweep runs at commit.
+      const health = new ModelHealthMonitor([...router.leaves()], this.opts.logger);
+      return { clusters, created, router, health };
+    } catch (err) {
+      void closeAll(created);
+      throw err;
+    }
+  }
+
+  private commit(clusters: Map<string, HeldCluster>, router: ModelRouter, health: ModelHealthMonitor): void {
+    const previous = this.service.swapRuntime({ router, health });
+    const kept = new Set([...clusters.values()].map((h) => h.cluster));
+    const unused = [...this.clusters.values()].map((h) => h.cluster).filter((c) => !kept.has(c));
+    this.clusters = clusters;
+    this.health = health;
+    if (this.started) health.start();
+    previous.health?.stop();
+    if (unused.length > 0) this.retire(unused);
+  }
+
+  private retire(clusters: readonly BackendCluster[]): void {
+    const longestCall = Math.max(...clusters.map((c) => c.timeoutMs));
+    this.retiring.add({ clusters, since: Date.now(), hardLimitMs: this.retireAfterMs + longestCall });
+    this.opts.logger.debug({ backends: clusters.map((c) => c.name), after_ms: this.retireAfterMs }, 'backends retiring');
+    this.retireTimer ??= setInterval(() => this.closeRetired(), RETIRE_CHECK_MS);
+    this.retireTimer.unref();
+  }
+
+  private closeRetired(): void {
+    const now = Date.now();
+    for (const r of this.retiring) {
+      const age = now - r.since;
+      if (age < this.retireAfterMs) continue;
+      if (age < r.hardLimitMs && r.clusters.some(hasCallsInFlight)) continue;
+      this.retiring.delete(r);
+      this.opts.logger.info({ backends: r.clusters.map((c) => c.name) }, 'closed backends no longer in the config');
+      void closeAll(r.clusters);
+    }
+    if (this.retiring.size === 0) {
+      clearInterval(this.retireTimer);
+      this.retireTimer = undefined;
+    }
+  }
+}
+
+function hasCallsInFlight(cluster: BackendCluster): boolean {
+  return cluster.endpointStates().some((e) => e.outstanding > 0);
+}
+
+async function closeAll(clusters: readonly BackendCluster[]): Promise<void> {
+  await Promise.allSettled(clusters.map((c) => c.close()));
+}
