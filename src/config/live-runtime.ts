@@ -121,7 +121,7 @@ export class RuntimeSwitcher implements RuntimeApplier {
       }
       const router = new ModelRouter(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])));
       // Every leaf of every routing tree is checked, so a fallback can skip one known to be unready.
-      // Readiness is kept per route object, and routes are rebuilt: the new monitor's first sweep runs at commit.
+      // Routes are rebuilt; at commit the new monitor inherits the last results of unchanged leaves.
       const health = new ModelHealthMonitor([...router.leaves()], this.opts.logger);
       return { clusters, created, router, health };
     } catch (err) {
@@ -131,6 +131,7 @@ export class RuntimeSwitcher implements RuntimeApplier {
   }
 
   private commit(clusters: Map<string, HeldCluster>, router: ModelRouter, health: ModelHealthMonitor): void {
+    health.inheritFrom(this.health);
     const previous = this.service.swapRuntime({ router, health });
     const kept = new Set([...clusters.values()].map((h) => h.cluster));
     const unused = [...this.clusters.values()].map((h) => h.cluster).filter((c) => !kept.has(c));

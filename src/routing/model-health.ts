@@ -101,6 +101,27 @@ export class ModelHealthMonitor {
     return this.health.get(route);
   }
 
+  /**
+   * Takes over a previous monitor's last results for the leaves that check the
+   * same thing (the same cluster object, backend model and version), so a
+   * config swap keeps what is known about unchanged backends instead of
+   * forgetting it until the next sweep.
+   */
+  inheritFrom(previous: ModelHealthMonitor): void {
+    const known = new Map<BackendCluster, Map<string, ModelHealth>>();
+    for (const [route, health] of previous.health) {
+      const byModel = known.get(route.backend) ?? new Map<string, ModelHealth>();
+      byModel.set(probeKey(route), health);
+      known.set(route.backend, byModel);
+    }
+    for (const route of this.routes) {
+      const health = known.get(route.backend)?.get(probeKey(route));
+      if (health !== undefined) this.health.set(route, health);
+      const sweeps = previous.unreachableSweeps.get(route.backend);
+      if (sweeps !== undefined) this.unreachableSweeps.set(route.backend, sweeps);
+    }
+  }
+
   /** Checks every route of one backend; a sweep still running when the next is due is not doubled. */
   async sweep(backend: string, routes: readonly ModelRoute[]): Promise<void> {
     if (this.sweeping.has(backend) || this.stopped) return;
@@ -218,4 +239,9 @@ function toggled(set: ReadonlySet<number>, i: number): ReadonlySet<number> {
 
 function liftHealthEjections(cluster: BackendCluster): void {
   for (let i = 0; i < cluster.endpoints.length; i++) cluster.restore(i, HEALTH_EJECTION);
+}
+
+/** What a readiness check of a leaf asks its cluster: one model at one version. */
+function probeKey(route: ModelRoute): string {
+  return `${route.backendModel}\u0000${route.pinnedVersion ?? ''}`;
 }

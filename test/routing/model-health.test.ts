@@ -8,6 +8,7 @@ import { startTritonReference, type TritonReference } from '../../reference/trit
 import type { BackendCluster } from '../../src/backends/cluster.js';
 import { createBackendCluster } from '../../src/backends/registry.js';
 import { validateConfig } from '../../src/config/load.js';
+import type { GatewayConfig } from '../../src/config/schema.js';
 import { GatewayError } from '../../src/core/errors.js';
 import { startGateway } from '../../src/gateway.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
@@ -22,10 +23,11 @@ let router: ModelRouter;
 let monitor: ModelHealthMonitor;
 let service: InferenceService;
 let routes: ModelRoute[];
+let config: GatewayConfig;
 
 beforeAll(async () => {
   triton = await startTritonReference();
-  const config = validateConfig({
+  config = validateConfig({
     backends: {
       // Two endpoints, one of them dead: a model is ready while any endpoint serves it.
       t: { kind: 'triton', protocol: 'rest', endpoints: [triton.httpEndpoint, '127.0.0.1:1'], health_check: { interval_ms: 0, unhealthy_after: 2 } },
@@ -106,6 +108,25 @@ describe('ModelHealthMonitor', () => {
       await cluster.close();
       await server?.close();
     }
+  });
+
+  it('a new monitor over a rebuilt router inherits what the old one knew about the same clusters', async () => {
+    await monitor.sweep('t', [route('linear'), route('unready')]);
+    // A config swap rebuilds every route object over the same (reused) clusters.
+    const rebuilt = [...new ModelRouter(config, clusters).list()];
+    const next = new ModelHealthMonitor(rebuilt, silentLogger);
+    expect(next.get(rebuilt.find((r) => r.name === 'unready')!)).toBeUndefined();
+    next.inheritFrom(monitor);
+    expect(next.get(rebuilt.find((r) => r.name === 'unready')!)).toMatchObject({ ready: false });
+    expect(next.get(rebuilt.find((r) => r.name === 'linear')!)).toMatchObject({ ready: true });
+    // A cluster that was replaced (another object) inherits nothing.
+    const replaced = new Map(clusters);
+    replaced.set('t', createBackendCluster('t', config.backends.t!, 1 << 20));
+    const other = [...new ModelRouter(config, replaced).list()];
+    const fresh = new ModelHealthMonitor(other, silentLogger);
+    fresh.inheritFrom(monitor);
+    expect(fresh.get(other.find((r) => r.name === 'unready')!)).toBeUndefined();
+    await replaced.get('t')!.close();
   });
 
   it('start() checks right away and on its interval; stop() ends the checks', async () => {
