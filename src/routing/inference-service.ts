@@ -9,6 +9,7 @@ import type {
   ServerMetadata,
 } from '../core/inference.js';
 import type { ModelHealthMonitor } from './model-health.js';
+import type { ExperimentSplitter, ShadowMirror } from './traffic-hooks.js';
 import type { ModelRoute, ModelRouter, RouteTarget } from './model-router.js';
 import { execute, type RouteState } from './route-executor.js';
 import type { LeafNode } from './route-tree.js';
@@ -31,6 +32,8 @@ export interface RequestContext {
    * The API layer turns it into x-infergate-target / x-infergate-attempts.
    */
   readonly onServed?: (target: string, attempts: number) => void;
+  /** Hears the experiment arm a request was assigned to (the API answers it as x-infergate-variant). */
+  readonly onVariant?: (experiment: string, arm: string) => void;
 }
 
 /** One request's routing state, with the health checks of the runtime it started on. */
@@ -53,6 +56,10 @@ interface OpenedStream {
 export interface Runtime {
   readonly router: ModelRouter;
   readonly health?: ModelHealthMonitor;
+  /** Running A/B experiments of this config, if any. */
+  readonly experiments?: ExperimentSplitter;
+  /** Shadow traffic of this config, if any. */
+  readonly shadows?: ShadowMirror;
 }
 
 export const SERVER_NAME = 'infergate';
@@ -125,14 +132,24 @@ export class InferenceService {
    */
   async infer(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): Promise<InferResponse> {
     const { route } = target;
-    const run: Run = { leaf: undefined, attempts: 0, health: this.health };
+    const runtime = this.runtime;
+    const run: Run = { leaf: undefined, attempts: 0, health: runtime.health };
+    // A running experiment on the model picks the arm (a routing tree of its own) the request runs on.
+    const assignment = runtime.experiments?.assign(route.name, ctx);
+    if (assignment !== undefined) ctx.onVariant?.(assignment.experiment, assignment.arm);
+    const started = performance.now();
     let resp: InferResponse;
+    let ok = false;
     try {
-      resp = await execute(route.tree, req, ctx, inferAt, run);
+      resp = await execute(assignment?.node ?? route.tree, req, ctx, inferAt, run);
+      ok = true;
     } finally {
       if (run.leaf !== undefined) ctx.onServed?.(run.leaf.id, run.attempts);
+      if (assignment !== undefined) runtime.experiments!.record(assignment, { ok, latencyMs: performance.now() - started });
     }
-    return { ...resp, model: route.name, ...(req.id !== undefined && resp.id === undefined ? { id: req.id } : {}) };
+    const answer = { ...resp, model: route.name, ...(req.id !== undefined && resp.id === undefined ? { id: req.id } : {}) };
+    runtime.shadows?.mirror(route.name, req, answer, performance.now() - started, ctx);
+    return answer;
   }
 
   async modelMetadata(model: string, version: string, ctx: RequestContext): Promise<ModelMetadata> {
