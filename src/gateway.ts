@@ -12,6 +12,7 @@ import type { BackendCluster } from './backends/cluster.js';
 import { ConfigSync, type InstanceInfo } from './config/config-sync.js';
 import { LiveConfig, type ApplyResult } from './config/live-config.js';
 import { RuntimeSwitcher } from './config/live-runtime.js';
+import { ExperimentResultsWiring } from './experiments/results-wiring.js';
 import { watchConfigFile, type ConfigFileWatch } from './config/live-watch.js';
 import type { GatewayConfig } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
@@ -58,9 +59,13 @@ export interface RunningGateway {
 export async function startGateway(config: GatewayConfig, logger: Logger, options: GatewayOptions = {}): Promise<RunningGateway> {
   const maxBody = config.server.max_body_bytes;
   const instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  // Experiment results outlive config swaps: every runtime's splitter and shadow mirror report to this one object.
+  const experimentResults = new ExperimentResultsWiring(config, logger);
   const switcher = new RuntimeSwitcher(config, {
     maxBodyBytes: maxBody,
     logger,
+    experimentRecorder: experimentResults.results,
+    shadowReporter: experimentResults.results,
     ...(options.retireAfterMs !== undefined ? { retireAfterMs: options.retireAfterMs } : {}),
   });
   const service = switcher.service;
@@ -89,9 +94,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     logger,
     instances: async () => (sync !== undefined ? sync.instances().catch(() => [self()]) : [self()]),
     ...(sync !== undefined ? { redisStatus: () => (sync.connected ? 'connected' : 'unavailable') } : {}),
+    experiments: () => switcher.experiments?.status() ?? [],
   });
-  const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin });
+  const experiments = experimentResults.attach({ current: () => live.current.config, runtime: switcher, maxBodyBytes: maxBody });
+  const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments });
   const http = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+  // The guard and the results' Redis connection stop with the REST listener (at close(), or a failed start).
+  http.once('close', () => void experimentResults.close());
   const grpcServer = createGrpcServer(service, { ...apiOptions, maxMessageBytes: maxBody });
 
   let httpPort: number;

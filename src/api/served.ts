@@ -5,6 +5,8 @@
  */
 export const TARGET_HEADER = 'x-infergate-target';
 export const ATTEMPTS_HEADER = 'x-infergate-attempts';
+/** The experiment arm an inference ran on (see experiments/assignment.ts); a client may send it back to stay on it. */
+export { VARIANT_HEADER } from '../experiments/assignment.js';
 
 /** What RequestContext.onServed reported for one request. */
 export interface ServedBy {

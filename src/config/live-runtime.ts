@@ -7,6 +7,10 @@ import type { Logger } from '../observability/logger.js';
 import { InferenceService } from '../routing/inference-service.js';
 import { ModelHealthMonitor } from '../routing/model-health.js';
 import { ModelRouter } from '../routing/model-router.js';
+import { buildShadowMirror, ShadowStatsStore, type ShadowMirrorImpl, type ShadowReporter } from '../experiments/shadow.js';
+import { buildSplitter, type StickySplitter } from '../experiments/assignment.js';
+import { NO_RECORDER } from '../experiments/assignment.js';
+import type { ArmControl, ExperimentRecorder } from '../experiments/types.js';
 import { deepEqual } from './live-diff.js';
 import type { PreparedSwap, RuntimeApplier } from './live-config.js';
 import type { BackendConfig, GatewayConfig } from './schema.js';
@@ -21,6 +25,10 @@ export interface RuntimeSwitcherOptions {
    * body). Default: server.request_timeout_ms of the startup config.
    */
   readonly retireAfterMs?: number;
+  /** Hears every request of an experiment arm (the results); setExperimentRecorder() may plug one in later. */
+  readonly experimentRecorder?: ExperimentRecorder;
+  /** Hears every shadow copy (the experiment results); counters are kept in `shadowStats` either way. */
+  readonly shadowReporter?: ShadowReporter;
 }
 
 interface HeldCluster {
@@ -54,16 +62,38 @@ export class RuntimeSwitcher implements RuntimeApplier {
   private readonly retireAfterMs: number;
   private started = false;
   private closed = false;
+  /** The running config's experiments, if any. */
+  private splitter: StickySplitter | undefined;
+  private experimentRecorder: ExperimentRecorder;
+  /** Every splitter reports through this, so a recorder plugged in later hears them all. */
+  private readonly recorderRelay: ExperimentRecorder = { recordRequest: (e, a, o) => this.experimentRecorder.recordRequest(e, a, o) };
+  /** The guard's handle on arms: always the running config's experiments. */
+  readonly armControl: ArmControl = { cutArm: (e, a, reason) => this.splitter?.cutArm(e, a, reason) };
+  /** Shadow traffic counters, kept across config swaps (each runtime builds its own mirror over them). */
+  readonly shadowStats = new ShadowStatsStore();
 
   constructor(
     config: GatewayConfig,
     private readonly opts: RuntimeSwitcherOptions,
   ) {
     this.retireAfterMs = opts.retireAfterMs ?? config.server.request_timeout_ms;
+    this.experimentRecorder = opts.experimentRecorder ?? NO_RECORDER;
     const built = this.build(config, new Map());
     this.clusters = built.clusters;
     this.health = built.health;
     this.service = new InferenceService(built.router, built.health);
+    this.splitter = built.experiments;
+    if (built.shadows !== undefined) this.service.swapRuntime({ router: built.router, health: built.health, shadows: built.shadows });
+    if (built.experiments !== undefined) this.service.swapRuntime({ ...this.service.currentRuntime, experiments: built.experiments });
+  }
+
+  /** The running config's experiments (status for the admin API), or undefined without any. */
+  get experiments(): StickySplitter | undefined {
+    return this.splitter;
+  }
+
+  setExperimentRecorder(recorder: ExperimentRecorder): void {
+    this.experimentRecorder = recorder;
   }
 
   /** The clusters of the running config, by backend name. */
@@ -81,7 +111,7 @@ export class RuntimeSwitcher implements RuntimeApplier {
     if (this.closed) throw new Error('the gateway is shutting down');
     const built = this.build(next, this.clusters);
     return {
-      commit: () => this.commit(built.clusters, built.router, built.health),
+      commit: () => this.commit(built.clusters, built.router, built.health, built.shadows, built.experiments),
       discard: () => void closeAll(built.created),
     };
   }
@@ -105,7 +135,7 @@ export class RuntimeSwitcher implements RuntimeApplier {
   private build(
     config: GatewayConfig,
     previous: ReadonlyMap<string, HeldCluster>,
-  ): { clusters: Map<string, HeldCluster>; created: BackendCluster[]; router: ModelRouter; health: ModelHealthMonitor } {
+  ): { clusters: Map<string, HeldCluster>; created: BackendCluster[]; router: ModelRouter; health: ModelHealthMonitor; shadows: ShadowMirrorImpl | undefined; experiments: StickySplitter | undefined } {
     const clusters = new Map<string, HeldCluster>();
     const created: BackendCluster[] = [];
     try {
@@ -122,17 +152,34 @@ export class RuntimeSwitcher implements RuntimeApplier {
       const router = new ModelRouter(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])));
       // Every leaf of every routing tree is checked, so a fallback can skip one known to be unready.
       // Routes are rebuilt; at commit the new monitor inherits the last results of unchanged leaves.
-      const health = new ModelHealthMonitor([...router.leaves()], this.opts.logger);
-      return { clusters, created, router, health };
+      // Experiment arms are routing trees of their models too: their leaves are checked alike.
+      const experiments = buildSplitter(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])), {
+        recorder: this.recorderRelay,
+        logger: this.opts.logger,
+      });
+      const health = new ModelHealthMonitor([...router.leaves(), ...(experiments?.leaves() ?? [])], this.opts.logger);
+      const shadows = buildShadowMirror(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])), {
+        store: this.shadowStats,
+        logger: this.opts.logger,
+        ...(this.opts.shadowReporter !== undefined ? { reporter: this.opts.shadowReporter } : {}),
+      });
+      return { clusters, created, router, health, shadows, experiments };
     } catch (err) {
       void closeAll(created);
       throw err;
     }
   }
 
-  private commit(clusters: Map<string, HeldCluster>, router: ModelRouter, health: ModelHealthMonitor): void {
+  private commit(clusters: Map<string, HeldCluster>, router: ModelRouter, health: ModelHealthMonitor, shadows?: ShadowMirrorImpl, experiments?: StickySplitter): void {
+    if (experiments !== undefined && this.splitter !== undefined) experiments.inheritFrom(this.splitter);
+    this.splitter = experiments;
     health.inheritFrom(this.health);
-    const previous = this.service.swapRuntime({ router, health });
+    const previous = this.service.swapRuntime({
+      router,
+      health,
+      ...(shadows !== undefined ? { shadows } : {}),
+      ...(experiments !== undefined ? { experiments } : {}),
+    });
     const kept = new Set([...clusters.values()].map((h) => h.cluster));
     const unused = [...this.clusters.values()].map((h) => h.cluster).filter((c) => !kept.has(c));
     this.clusters = clusters;

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
+import { parseExperiments } from './experiment-schema.js';
 import { formatRouteProblem, parseRouteConfig, zodIssueMessage } from './route-schema.js';
 import { baseConfigSchema, type GatewayConfig } from './schema.js';
 
@@ -83,9 +84,14 @@ function duplicateKeys(node: unknown, path: readonly (string | number)[], lines:
 export function validateConfig(raw: unknown, source = '<config>'): GatewayConfig {
   const base = baseConfigSchema.safeParse(raw);
   const routes = parseRouteConfig(raw);
-  const problems = [...(base.success ? [] : formatIssues(base.error.issues)), ...routes.problems.map(formatRouteProblem)];
+  const experiments = parseExperiments(raw);
+  const problems = [
+    ...(base.success ? [] : formatIssues(base.error.issues)),
+    ...routes.problems.map(formatRouteProblem),
+    ...experiments.problems.map(formatRouteProblem),
+  ];
   if (problems.length > 0 || !base.success) throw new ConfigError(source, problems);
-  return { ...base.data, targets: routes.targets, models: routes.models };
+  return { ...base.data, targets: routes.targets, models: routes.models, experiments: experiments.experiments };
 }
 
 function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DATATYPES } from '../core/datatypes.js';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../core/names.js';
+import { parseShadow, splitShadow } from '../experiments/shadow-config.js';
 
 /**
  * The routing part of the config: `models` (public name -> routing tree) and
@@ -127,9 +128,23 @@ export interface RouteProblem {
   readonly message: string;
 }
 
+/** A model's `shadow:` (see src/experiments/shadow-config.ts): where and how much of its traffic is mirrored. */
+export interface ShadowConfig {
+  readonly percent: number;
+  readonly max_concurrency: number;
+  readonly tolerance: number;
+  /** The shadow call's own deadline (also the node's timeout_ms setting when it sets none). */
+  readonly timeout_ms: number;
+  /** The shadow target: any routing node (a leaf, a target, weighted, ...). */
+  readonly node: RouteNodeConfig;
+}
+
+/** A model's routing tree, with its optional shadow target. */
+export type ModelNodeConfig = RouteNodeConfig & { readonly shadow?: ShadowConfig };
+
 export interface RouteConfig {
   readonly targets: Record<string, RouteNodeConfig>;
-  readonly models: Record<string, RouteNodeConfig>;
+  readonly models: Record<string, ModelNodeConfig>;
   readonly problems: readonly RouteProblem[];
 }
 
@@ -198,7 +213,7 @@ class RouteParser {
 
   run(): RouteConfig {
     const targets: Record<string, RouteNodeConfig> = {};
-    const models: Record<string, RouteNodeConfig> = {};
+    const models: Record<string, ModelNodeConfig> = {};
     for (const [name, value] of Object.entries(this.targetsRaw)) {
       this.currentTarget = name;
       this.edges.set(name, []);
@@ -209,8 +224,11 @@ class RouteParser {
     this.findCycles();
     const rawModels = isRecord(this.raw) && isRecord(this.raw.models) ? this.raw.models : {};
     for (const [name, value] of Object.entries(rawModels)) {
-      const node = this.node(value, ['models', name]);
-      if (node !== undefined) models[name] = node;
+      // `shadow:` is a model-level key: parsed apart (shadow-config.ts), never part of the routing tree.
+      const { node: raw, shadow: rawShadow } = splitShadow(value);
+      const node = this.node(raw, ['models', name]);
+      const shadow = rawShadow === undefined ? undefined : parseShadow(rawShadow, ['models', name, 'shadow'], this.problems, (v, p, extra) => this.node(v, p, extra));
+      if (node !== undefined && (rawShadow === undefined || shadow !== undefined)) models[name] = shadow !== undefined ? { ...node, shadow } : node;
     }
     return { targets, models, problems: this.problems };
   }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BACKEND_KINDS, BACKEND_PROTOCOLS } from '../backends/backend.js';
 import { MODEL_NAME_PATTERN } from '../core/names.js';
+import { parseExperiments } from './experiment-schema.js';
 import { parseRouteConfig, type RouteNodeConfig } from './route-schema.js';
 
 /**
@@ -115,6 +116,8 @@ export const baseConfigSchema = z.strictObject({
   targets: z.record(declaredName('target'), z.unknown()).default({}),
   /** Public model name -> its routing tree (a leaf `{ backend, ... }` in the simplest case). */
   models: z.record(z.string().regex(MODEL_NAME_PATTERN, 'is not a valid model name'), z.unknown()),
+  /** A/B experiments on public models; checked by experiment-schema.ts (arms are routing nodes). */
+  experiments: z.unknown().optional(),
 });
 
 /**
@@ -124,8 +127,9 @@ export const baseConfigSchema = z.strictObject({
  */
 export const configSchema = baseConfigSchema.transform((base, ctx) => {
   const routes = parseRouteConfig(base);
-  for (const p of routes.problems) ctx.addIssue({ code: 'custom', message: p.message, path: [...p.path] });
-  return { ...base, targets: routes.targets, models: routes.models };
+  const experiments = parseExperiments(base);
+  for (const p of [...routes.problems, ...experiments.problems]) ctx.addIssue({ code: 'custom', message: p.message, path: [...p.path] });
+  return { ...base, targets: routes.targets, models: routes.models, experiments: experiments.experiments };
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

@@ -55,9 +55,21 @@ export interface ArmObservation {
   readonly ok: boolean;
   readonly latencyMs: number;
   readonly cacheHit?: boolean;
+  /** The request's id (x-request-id), so a client can later report an outcome for it. */
+  readonly requestId?: string;
 }
 
 /** Where the request path reports experiment traffic (the results module implements it). */
 export interface ExperimentRecorder {
   recordRequest(experiment: string, arm: string, observation: ArmObservation): void;
+}
+
+/**
+ * Turning an arm off while its experiment runs (the guard's automatic
+ * rollback): the arm's effective weight becomes 0 and its keys go to the
+ * control arm, until the arm's weight is changed in config (or the experiment
+ * is removed). The assignment module implements it; the results' guard calls it.
+ */
+export interface ArmControl {
+  cutArm(experiment: string, arm: string, reason: string): void;
 }

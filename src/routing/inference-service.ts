@@ -145,7 +145,13 @@ export class InferenceService {
       ok = true;
     } finally {
       if (run.leaf !== undefined) ctx.onServed?.(run.leaf.id, run.attempts);
-      if (assignment !== undefined) runtime.experiments!.record(assignment, { ok, latencyMs: performance.now() - started });
+      if (assignment !== undefined) {
+        runtime.experiments!.record(assignment, {
+          ok,
+          latencyMs: performance.now() - started,
+          ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
+        });
+      }
     }
     const answer = { ...resp, model: route.name, ...(req.id !== undefined && resp.id === undefined ? { id: req.id } : {}) };
     runtime.shadows?.mirror(route.name, req, answer, performance.now() - started, ctx);

@@ -139,6 +139,24 @@ export function compileModels(
   return out;
 }
 
+/**
+ * Compiles one more tree for public model `modelName` outside `models` (an
+ * experiment arm): its default leaf ids are `path` (a config path) and below.
+ * Its leaves name this tree as theirs.
+ */
+export function compileTree(
+  node: RouteNodeConfig,
+  path: string,
+  modelName: string,
+  targets: Readonly<Record<string, RouteNodeConfig>>,
+  clusters: ReadonlyMap<string, BackendCluster>,
+): { readonly tree: RouteNode; readonly leaves: readonly LeafNode[] } {
+  const scope: CompileScope = { modelName, targets, clusters, regexes: new Map(), leaves: [] };
+  const tree = compileNode(node, path, {}, scope, []);
+  for (const leaf of scope.leaves) (leaf as { tree: RouteNode }).tree = tree;
+  return { tree, leaves: scope.leaves };
+}
+
 function compileNode(config: RouteNodeConfig, path: string, inherited: RouteSettings, scope: CompileScope, via: readonly string[]): RouteNode {
   // A node's own settings win over those inherited from above.
   const settings: RouteSettings = config.timeout_ms !== undefined ? { ...inherited, timeout_ms: config.timeout_ms } : inherited;

@@ -10,7 +10,7 @@ export interface HttpReply {
 
 export async function call(
   pool: Pool,
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH',
   path: string,
   body?: string | Buffer,
   headers: Record<string, string> = {},

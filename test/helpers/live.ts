@@ -78,7 +78,7 @@ export async function inferVersion(pool: Pool, model = 'linear'): Promise<{ stat
 
 export function admin(
   pool: Pool,
-  method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH',
   path: string,
   body?: string,
   /** null sends no Authorization header. */

@@ -4,7 +4,7 @@ import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import type { RequestContext } from '../../routing/inference-service.js';
 import { requestIdFrom } from '../http/context.js';
-import { ATTEMPTS_HEADER, TARGET_HEADER } from '../served.js';
+import { ATTEMPTS_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 
 export interface GrpcApiOptions {
   readonly maxMessageBytes: number;
@@ -27,6 +27,7 @@ export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: 
             trailer.set(TARGET_HEADER, target);
             trailer.set(ATTEMPTS_HEADER, String(attempts));
           },
+          onVariant: (_experiment: string, arm: string) => trailer.set(VARIANT_HEADER, arm),
         }
       : {}),
   };

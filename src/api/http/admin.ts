@@ -2,7 +2,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import type { InstanceInfo } from '../../config/config-sync.js';
 import type { ApplyResult, LiveConfig } from '../../config/live-config.js';
-import { toGatewayError } from '../../core/errors.js';
+import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
+import type { ExperimentStatus } from '../../experiments/assignment.js';
+import { experimentPatchText } from './admin-experiments.js';
 import type { Logger } from '../../observability/logger.js';
 import { readBody } from './body.js';
 import { REQUEST_ID_HEADER, requestIdFrom, type HttpContext, type HttpEnv } from './context.js';
@@ -16,6 +18,8 @@ export interface AdminApiOptions {
   instances(): Promise<readonly InstanceInfo[]>;
   /** 'connected' / 'unavailable' when Redis is configured; undefined without it. */
   redisStatus?(): 'connected' | 'unavailable';
+  /** The running config's experiments, with effective weights and guard cuts (none when absent). */
+  experiments?(): readonly ExperimentStatus[];
 }
 
 const DISABLED = 'admin API disabled: configure admin.api_key_sha256 or set INFERGATE_ADMIN_KEY';
@@ -26,6 +30,8 @@ const NO_STORE = { 'cache-control': 'no-store' } as const;
  *   GET  /admin/config                    the running config, its version, and every instance's version
  *   PUT  /admin/config[?dry_run=true]     a new config (YAML or JSON text): applied, or only checked
  *   POST /admin/config/validate           the dry run under its own name
+ *   GET  /admin/experiments               every experiment: state, arms, configured and effective weights, cuts
+ *   PATCH /admin/experiments/{name}       {"state"?, "weights"?: {arm: n}}: applied as a config change (as PUT /admin/config)
  * Every call needs `Authorization: Bearer <key>`; with no key configured at all
  * the API answers 403, so it is never open by default.
  */
@@ -77,6 +83,37 @@ export function createAdminApp(opts: AdminApiOptions): Hono<HttpEnv> {
     return c.json({ version: result.version, diff: result.diff, restart: result.restart, unchanged: result.unchanged });
   });
   app.post('/config/validate', dryRun);
+
+  let patches: Promise<unknown> = Promise.resolve();
+  const serial = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = patches.then(task, task);
+    patches = run.catch(() => undefined);
+    return run;
+  };
+  app.get('/experiments', (c) => c.json({ version: live.current.version, experiments: opts.experiments?.() ?? [] }, 200, NO_STORE));
+  app.patch('/experiments/:name', async (c) => {
+    const name = c.req.param('name');
+    const body = await readBody(c.env.incoming, opts.maxBodyBytes);
+    let patch: unknown;
+    try {
+      patch = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
+    }
+    const current = live.current;
+    if (current.text === undefined) throw new GatewayError('FAILED_PRECONDITION', 'the running config has no text to edit (built in code)');
+    // One patch at a time, each on the text the previous one left, so concurrent patches all apply.
+    const result: ApplyResult = await serial(() => {
+      const latest = live.current.text ?? current.text!;
+      return live.propose(experimentPatchText(latest, live.current.config, name, patch), 'admin', `admin: experiment ${name}`);
+    });
+    if (!result.accepted) return c.json({ error: 'invalid change: the running config stays', problems: result.problems }, 400);
+    return c.json({ version: result.version, diff: result.diff, restart: result.restart, unchanged: result.unchanged });
+  });
+  app.all('/experiments', (c) => c.json({ error: `method ${c.req.method} is not allowed on /admin/experiments; use GET` }, 405, { allow: 'GET' }));
+  app.all('/experiments/:name', (c) =>
+    c.json({ error: `method ${c.req.method} is not allowed on /admin/experiments/{name}; use PATCH` }, 405, { allow: 'PATCH' }),
+  );
 
   app.all('/config', (c) => c.json({ error: `method ${c.req.method} is not allowed on /admin/config; use GET or PUT` }, 405, { allow: 'GET, PUT' }));
   app.all('/config/validate', (c) =>

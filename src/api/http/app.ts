@@ -19,7 +19,7 @@ import {
   type HttpEnv,
 } from './context.js';
 import { HTTP_FRONT_DOORS } from './front-doors.js';
-import { ATTEMPTS_HEADER, TARGET_HEADER } from '../served.js';
+import { ATTEMPTS_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 
 export type { HttpApiOptions } from './context.js';
 
@@ -40,11 +40,13 @@ const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
 export function createHttpApp(
   service: InferenceService,
   opts: HttpApiOptions,
-  mounts: { readonly admin?: Hono<HttpEnv> } = {},
+  mounts: { readonly admin?: Hono<HttpEnv>; readonly experiments?: Hono<HttpEnv> } = {},
 ): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();
   // /admin (api/http/admin.ts) is built by the composition root, which owns the live config; it sets its own request id.
   if (mounts.admin !== undefined) app.route('/admin', mounts.admin);
+  // Experiment results (api/http/experiments.ts), built with the long-lived results object.
+  if (mounts.experiments !== undefined) app.route('/v1/experiments', mounts.experiments);
   const log = opts.logger;
   const known: [string, string][] = [];
   const route = (method: 'GET' | 'POST', path: string, handler: (c: HttpContext) => Response | Promise<Response>): void => {
@@ -67,6 +69,9 @@ export function createHttpApp(
       c.res.headers.set(TARGET_HEADER, served.target);
       c.res.headers.set(ATTEMPTS_HEADER, String(served.attempts));
     }
+    // The experiment arm the request ran on, errors included.
+    const variant = c.get('variant');
+    if (variant !== undefined) c.res.headers.set(VARIANT_HEADER, variant);
   });
 
   route('GET', '/v2', (c) => c.json(service.serverMetadata()));

@@ -12,7 +12,7 @@ import type { ServedBy } from '../served.js';
  * request id, and where an inference was served (set through the context's
  * onServed; the app's middleware turns it into response headers).
  */
-export type HttpEnv = { Bindings: HttpBindings; Variables: { requestId: string; servedBy?: ServedBy } };
+export type HttpEnv = { Bindings: HttpBindings; Variables: { requestId: string; servedBy?: ServedBy; variant?: string } };
 export type HttpContext = Context<HttpEnv>;
 
 export interface HttpApiOptions {
@@ -40,6 +40,7 @@ export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestCon
       return Array.isArray(value) ? value[0] : value;
     },
     onServed: (target, attempts) => c.set('servedBy', { target, attempts }),
+    onVariant: (_experiment, arm) => c.set('variant', arm),
   };
 }
 
