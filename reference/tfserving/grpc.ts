@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { PROTO_LOAD_OPTIONS, unaryCalls } from '../common/grpc.js';
 import {
   VAL_FIELD, castInt, elementCount, elementSize, fromLittleEndian, isDType, toLittleEndian,
   type DType, type Element, type Tensor, type ValField,
@@ -19,10 +20,10 @@ const INCLUDE_ROOT = fileURLToPath(new URL('../../protos/tensorflow/', import.me
 const MAX_MESSAGE_BYTES = 2 ** 31 - 1; // TF Serving allows INT32_MAX
 const SIGNATURE_DEF_MAP_URL = 'type.googleapis.com/tensorflow.serving.SignatureDefMap';
 
-// With these options int64 fields arrive as decimal strings, enums as names and bytes as Buffers.
+// See PROTO_LOAD_OPTIONS for how fields arrive (int64 as decimal strings, enums as names, bytes as Buffers).
 const definition = protoLoader.loadSync(
   ['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto'],
-  { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true, includeDirs: [INCLUDE_ROOT] },
+  { ...PROTO_LOAD_OPTIONS, includeDirs: [INCLUDE_ROOT] },
 );
 const PREDICTION_SERVICE = definition['tensorflow.serving.PredictionService'] as grpc.ServiceDefinition;
 const MODEL_SERVICE = definition['tensorflow.serving.ModelService'] as grpc.ServiceDefinition;
@@ -106,19 +107,7 @@ export function createGrpcServer(onInfer: InferHook, options: GrpcOptions): grpc
   return server;
 }
 
-function unary<Req, Res>(fn: (request: Req) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    Promise.resolve()
-      .then(() => fn(call.request))
-      .then((res) => callback(null, res), (err: unknown) => callback(toStatus(err)));
-  };
-}
-
-function toStatus(err: unknown): grpc.ServerErrorResponse {
-  const error = err instanceof Error ? err : new Error(String(err));
-  const code = err instanceof ServingError ? GRPC_STATUS[err.code] : grpc.status.INTERNAL;
-  return Object.assign(error, { code, details: error.message });
-}
+const unary = unaryCalls((err) => (err instanceof ServingError ? GRPC_STATUS[err.code] : grpc.status.INTERNAL));
 
 const invalidArg = (message: string): ServingError => new ServingError('INVALID_ARGUMENT', message);
 

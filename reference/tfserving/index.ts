@@ -1,21 +1,13 @@
 // A stand-in for TensorFlow Serving: its REST (8501-style) and gRPC (8500-style) APIs on real sockets, serving
 // the deterministic models of models.ts. It shares no code with src/, so it can judge the gateway's codecs
 // independently.
-import { once } from 'node:events';
-import type { Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
+import { listenBoth, type ListenOptions, type ReferenceServers } from '../common/listen.js';
 import { createGrpcServer } from './grpc.js';
 import type { InferHook } from './models.js';
 import { createRestServer } from './rest.js';
 
-export interface TfServingReferenceOptions {
-  /** Interface to listen on; default 127.0.0.1. */
-  host?: string;
-  /** 0 (the default) picks a free port. */
-  httpPort?: number;
-  grpcPort?: number;
+export interface TfServingReferenceOptions extends ListenOptions {
   /** Delay added to every predict call, to make load and timeout behaviour observable. */
   latencyMs?: number;
   /**
@@ -27,22 +19,12 @@ export interface TfServingReferenceOptions {
   broadcastScalars?: boolean;
 }
 
-export interface TfServingReference {
-  host: string;
-  httpPort: number;
-  grpcPort: number;
-  /** "host:port", ready for a URL or a gRPC target. */
-  httpEndpoint: string;
-  grpcEndpoint: string;
+export interface TfServingReference extends ReferenceServers {
   /** inferCalls counts predict requests received (REST and gRPC), failed ones included. */
   stats: { inferCalls: number };
-  /** Stops both servers and drops open connections; safe to call more than once. */
-  close(): Promise<void>;
 }
 
 export async function startTfServingReference(opts: TfServingReferenceOptions = {}): Promise<TfServingReference> {
-  const host = opts.host ?? '127.0.0.1';
-  const authority = host.includes(':') ? `[${host}]` : host; // IPv6 literals need brackets in "host:port"
   const latencyMs = opts.latencyMs ?? 0;
   const stats = { inferCalls: 0 };
   const onInfer: InferHook = async () => {
@@ -50,50 +32,9 @@ export async function startTfServingReference(opts: TfServingReferenceOptions = 
     if (latencyMs > 0) await delay(latencyMs);
   };
 
-  const httpServer = createRestServer(onInfer);
-  httpServer.listen(opts.httpPort ?? 0, host);
-  await once(httpServer, 'listening');
-  const httpPort = (httpServer.address() as AddressInfo).port;
-
-  const grpcServer = createGrpcServer(onInfer, {
+  const servers = await listenBoth(opts, createRestServer(onInfer), () => createGrpcServer(onInfer, {
     responseForm: opts.responseForm ?? 'typed',
     broadcastScalars: opts.broadcastScalars ?? false,
-  });
-  let grpcPort: number;
-  try {
-    grpcPort = await bindGrpc(grpcServer, `${authority}:${opts.grpcPort ?? 0}`);
-  } catch (err) {
-    await closeHttp(httpServer);
-    throw err;
-  }
-
-  let closing: Promise<void> | undefined;
-  return {
-    host,
-    httpPort,
-    grpcPort,
-    httpEndpoint: `${authority}:${httpPort}`,
-    grpcEndpoint: `${authority}:${grpcPort}`,
-    stats,
-    close: () => {
-      closing ??= (async () => {
-        grpcServer.forceShutdown();
-        await closeHttp(httpServer);
-      })();
-      return closing;
-    },
-  };
-}
-
-function bindGrpc(server: grpc.Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-  });
-}
-
-function closeHttp(server: HttpServer): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections(); // keep-alive sockets would otherwise hold close() open
-  });
+  }));
+  return { ...servers, stats };
 }

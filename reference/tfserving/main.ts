@@ -1,62 +1,25 @@
 // CLI: tsx reference/tfserving/main.ts [--host H] [--http-port N] [--grpc-port N] [--latency-ms N]
 //        [--response-form typed|tensor_content] [--broadcast-scalars]
 // Prints one JSON line {"http":"host:port","grpc":"host:port"} once both servers listen, so a parent process
-// can read its endpoints; exits cleanly on SIGINT/SIGTERM.
+// can read its endpoints; exits cleanly on SIGINT/SIGTERM (see common/cli.ts).
+import { runCli } from '../common/cli.js';
 import { startTfServingReference, type TfServingReferenceOptions } from './index.js';
 
-const USAGE = 'usage: tsx reference/tfserving/main.ts [--host H] [--http-port N] [--grpc-port N] [--latency-ms N] '
-  + '[--response-form typed|tensor_content] [--broadcast-scalars]';
-
-function parseArgs(argv: readonly string[]): TfServingReferenceOptions {
-  const opts: TfServingReferenceOptions = {};
-  for (let i = 0; i < argv.length; i += 2) {
-    const flag = argv[i];
-    const value = argv[i + 1];
-    if (flag === '--help' || flag === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    }
-    if (flag === '--broadcast-scalars') {
-      opts.broadcastScalars = true;
-      i--; // a switch: no value follows
-      continue;
-    }
-    if (value === undefined) fail(`missing value for ${flag}`);
-    if (flag === '--host') {
-      opts.host = value;
-      continue;
-    }
-    if (flag === '--response-form') {
-      if (value !== 'typed' && value !== 'tensor_content') fail(`invalid value for ${flag}: ${value}`);
-      opts.responseForm = value;
-      continue;
-    }
-    const n = Number(value);
-    if (!/^[0-9]+$/.test(value) || (flag !== '--latency-ms' && n > 65535)) fail(`invalid number for ${flag}: ${value}`);
-    if (flag === '--http-port') opts.httpPort = n;
-    else if (flag === '--grpc-port') opts.grpcPort = n;
-    else if (flag === '--latency-ms') opts.latencyMs = n;
-    else fail(`unknown option ${flag}`);
-  }
-  return opts;
-}
-
-function fail(message: string): never {
-  process.stderr.write(`${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-const reference = await startTfServingReference(parseArgs(process.argv.slice(2)));
-process.stdout.write(`${JSON.stringify({ http: reference.httpEndpoint, grpc: reference.grpcEndpoint })}\n`);
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    reference.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`error while closing: ${String(err)}\n`);
-        process.exit(1);
+await runCli<TfServingReferenceOptions>(
+  {
+    usage: 'usage: tsx reference/tfserving/main.ts [--host H] [--http-port N] [--grpc-port N] [--latency-ms N] '
+      + '[--response-form typed|tensor_content] [--broadcast-scalars]',
+    switches: {
+      '--broadcast-scalars': (opts) => {
+        opts.broadcastScalars = true;
       },
-    );
-  });
-}
+    },
+    values: {
+      '--response-form': (opts, value, fail) => {
+        if (value !== 'typed' && value !== 'tensor_content') fail(`invalid value for --response-form: ${value}`);
+        else opts.responseForm = value;
+      },
+    },
+  },
+  startTfServingReference,
+);

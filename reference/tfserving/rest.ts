@@ -2,13 +2,13 @@
 // wire is exactly what this file writes. Routing, body formats and error statuses follow
 // model_servers/http_rest_api_handler.cc and util/json_tensor.cc as summarised in PROTOCOLS.md §3.
 import { Buffer } from 'node:buffer';
-import http from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import {
   INT_RANGE, TF_NAME, fromBf16Bits, fromHalfBits, shortestDecimal, toBf16Bits, toHalfBits,
   type DType, type Element, type Tensor,
 } from './dtypes.js';
-import { parseJson, stringifyJson, type JsonValue } from './json.js';
+import { HttpError, createBufferedServer } from '../common/http.js';
+import { parseJson, stringifyJson, type JsonObject, type JsonValue } from './json.js';
 import {
   ServingError, modelStatus, predict, resolveServable, resolveSignature,
   type ErrorCode, type InferHook, type PredictResult, type ServableRequest, type Signature, type TensorSpec,
@@ -21,26 +21,13 @@ const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   INVALID_ARGUMENT: 400, FAILED_PRECONDITION: 400, NOT_FOUND: 404, UNAVAILABLE: 503, INTERNAL: 500,
 };
 
-/** A failure outside the model layer (routing, unsupported verbs), answered with its own status. */
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
-type JsonObject = { [key: string]: JsonValue };
 const invalidArg = (message: string): ServingError => new ServingError('INVALID_ARGUMENT', message);
 
 export function createRestServer(onInfer: InferHook): Server {
-  return http.createServer((req, res) => {
-    handle(req, res, onInfer).catch((err: unknown) => sendError(res, err));
-  });
+  return createBufferedServer(readBody, (req, res, body, path) => handle(req, res, body, path, onInfer), sendError);
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, onInfer: InferHook): Promise<void> {
-  // Read the whole body before routing, so even an error reply leaves the keep-alive connection clean.
-  const body = await readBody(req);
-  const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, path: string, onInfer: InferHook): Promise<void> {
   if (!/^\/v1\//i.test(path)) return send(res, 404); // TF dispatches only /v1/…; anything else is a bare 404
   const post = req.method === 'POST' ? PREDICT_ROUTE.exec(path) : null;
   if (post) {

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { PROTO_LOAD_OPTIONS } from '../common/grpc.js';
 import { TorchServeError, predict, type HandlerReply, type InferHook } from './models.js';
 import { MAX_REQUEST_BYTES } from './rest.js';
 
@@ -15,9 +16,7 @@ const STREAM_PART_DELAY_MS = 15; // same pacing as the REST chunks
 const INVALID_KEY = 'Token Authorization failed. Token either incorrect, expired, or not provided correctly';
 
 // With these options bytes arrive as Buffers, maps as plain objects, and unset fields are absent.
-const definition = protoLoader.loadSync('inference.proto', {
-  includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true,
-});
+const definition = protoLoader.loadSync('inference.proto', { includeDirs: [PROTO_DIR], ...PROTO_LOAD_OPTIONS });
 
 // The decoded request objects are mapped back to their wire bytes, so stats can record exactly what a client
 // sent. Wrapping requestDeserialize is the one place grpc-js hands us those bytes.

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
+import { readLimitedBody } from '../common/http.js';
 import { TorchServeError, describeModel, listModels, predict, type HandlerReply, type InferHook } from './models.js';
 
 /** TorchServe's default max_request_size; a bigger body gets 413 like Netty's HttpObjectAggregator gives. */
@@ -80,22 +81,7 @@ function pathSegments(url: string): string[] {
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_REQUEST_BYTES) chunks.push(chunk); // past the limit keep draining, but drop the bytes
-    });
-    req.on('end', () => {
-      done = true;
-      if (size > MAX_REQUEST_BYTES) reject(new BodyTooLarge());
-      else resolve(Buffer.concat(chunks));
-    });
-    req.on('error', reject);
-    req.on('close', () => done || reject(new Error('client closed the request')));
-  });
+  return readLimitedBody(req, MAX_REQUEST_BYTES, () => new BodyTooLarge());
 }
 
 /**

@@ -4,6 +4,7 @@ import { Buffer } from 'node:buffer';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { PROTO_LOAD_OPTIONS, unaryCalls } from '../common/grpc.js';
 import {
   SERVER_METADATA, TritonError, infer, modelMetadata, repositoryIndex, resolveModel, resolveServable,
   type ErrorCode, type InferHook, type InferRequest, type InferResult, type RequestedOutput,
@@ -13,8 +14,8 @@ import { encodeElements, isDatatype, type Datatype, type Element } from './tenso
 const PROTO_PATH = fileURLToPath(new URL('../../protos/inference/grpc_service.proto', import.meta.url));
 const MAX_MESSAGE_BYTES = 2 ** 31 - 1; // Triton allows INT32_MAX
 
-// Loaded once at start-up. With these options int64 fields arrive as decimal strings and bytes as Buffers.
-const definition = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
+// Loaded once at start-up; see PROTO_LOAD_OPTIONS for how fields arrive.
+const definition = protoLoader.loadSync(PROTO_PATH, PROTO_LOAD_OPTIONS);
 const SERVICE = definition['inference.GRPCInferenceService'] as grpc.ServiceDefinition;
 
 const GRPC_STATUS: Readonly<Record<ErrorCode, grpc.status>> = {
@@ -99,19 +100,7 @@ export function createGrpcServer(onInfer: InferHook): grpc.Server {
   return server;
 }
 
-function unary<Req, Res>(fn: (request: Req) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    Promise.resolve()
-      .then(() => fn(call.request))
-      .then((res) => callback(null, res), (err: unknown) => callback(toStatus(err)));
-  };
-}
-
-function toStatus(err: unknown): grpc.ServerErrorResponse {
-  const error = err instanceof Error ? err : new Error(String(err));
-  const code = err instanceof TritonError ? GRPC_STATUS[err.code] : grpc.status.INTERNAL;
-  return Object.assign(error, { code, details: error.message });
-}
+const unary = unaryCalls((err) => (err instanceof TritonError ? GRPC_STATUS[err.code] : grpc.status.INTERNAL));
 
 async function modelInfer(onInfer: InferHook, req: ModelInferRequestMsg): Promise<ModelInferResponseMsg> {
   await onInfer();

@@ -1,40 +1,22 @@
 // A stand-in for NVIDIA Triton: the KServe v2 REST and gRPC protocols on real sockets, serving the deterministic
 // models of models.ts. It shares no code with src/, so it can judge the gateway's codecs independently.
-import { once } from 'node:events';
-import type { Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
+import { listenBoth, type ListenOptions, type ReferenceServers } from '../common/listen.js';
 import { createGrpcServer } from './grpc.js';
 import type { InferHook } from './models.js';
 import { createRestServer } from './rest.js';
 
-export interface TritonReferenceOptions {
-  /** Interface to listen on; default 127.0.0.1. */
-  host?: string;
-  /** 0 (the default) picks a free port. */
-  httpPort?: number;
-  grpcPort?: number;
+export interface TritonReferenceOptions extends ListenOptions {
   /** Delay added to every inference call, to make load and timeout behaviour observable. */
   latencyMs?: number;
 }
 
-export interface TritonReference {
-  host: string;
-  httpPort: number;
-  grpcPort: number;
-  /** "host:port", ready for a URL or a gRPC target. */
-  httpEndpoint: string;
-  grpcEndpoint: string;
+export interface TritonReference extends ReferenceServers {
   /** inferCalls counts inference requests received (REST, gRPC, each stream message), failed ones included. */
   stats: { inferCalls: number };
-  /** Stops both servers and drops open connections; safe to call more than once. */
-  close(): Promise<void>;
 }
 
 export async function startTritonReference(opts: TritonReferenceOptions = {}): Promise<TritonReference> {
-  const host = opts.host ?? '127.0.0.1';
-  const authority = host.includes(':') ? `[${host}]` : host; // IPv6 literals need brackets in "host:port"
   const latencyMs = opts.latencyMs ?? 0;
   const stats = { inferCalls: 0 };
   const onInfer: InferHook = async () => {
@@ -42,47 +24,6 @@ export async function startTritonReference(opts: TritonReferenceOptions = {}): P
     if (latencyMs > 0) await delay(latencyMs);
   };
 
-  const httpServer = createRestServer(onInfer);
-  httpServer.listen(opts.httpPort ?? 0, host);
-  await once(httpServer, 'listening');
-  const httpPort = (httpServer.address() as AddressInfo).port;
-
-  const grpcServer = createGrpcServer(onInfer);
-  let grpcPort: number;
-  try {
-    grpcPort = await bindGrpc(grpcServer, `${authority}:${opts.grpcPort ?? 0}`);
-  } catch (err) {
-    await closeHttp(httpServer);
-    throw err;
-  }
-
-  let closing: Promise<void> | undefined;
-  return {
-    host,
-    httpPort,
-    grpcPort,
-    httpEndpoint: `${authority}:${httpPort}`,
-    grpcEndpoint: `${authority}:${grpcPort}`,
-    stats,
-    close: () => {
-      closing ??= (async () => {
-        grpcServer.forceShutdown();
-        await closeHttp(httpServer);
-      })();
-      return closing;
-    },
-  };
-}
-
-function bindGrpc(server: grpc.Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-  });
-}
-
-function closeHttp(server: HttpServer): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections(); // keep-alive sockets would otherwise hold close() open
-  });
+  const servers = await listenBoth(opts, createRestServer(onInfer), () => createGrpcServer(onInfer));
+  return { ...servers, stats };
 }

@@ -4,7 +4,8 @@ import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import zlib from 'node:zlib';
-import { parseJson, stringifyJson, type JsonValue } from './json.js';
+import { HttpError, createBufferedServer, readLimitedBody } from '../common/http.js';
+import { parseJson, stringifyJson, type JsonObject, type JsonValue } from './json.js';
 import {
   SERVER_METADATA, TritonError, infer, modelMetadata, repositoryIndex, resolveModel, resolveServable,
   type ErrorCode, type InferHook, type InferRequest, type InferResult, type RequestedOutput,
@@ -18,26 +19,13 @@ const MAX_HEADER_LENGTH = 2 ** 31 - 1; // Triton parses Inference-Header-Content
 const MODEL_ROUTE = /^\/v2\/models\/([^/]+)(?:\/versions\/([0-9]+))?(?:\/(infer|ready))?$/;
 const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = { INVALID_ARG: 400, NOT_FOUND: 404, UNAVAILABLE: 503, INTERNAL: 500 };
 
-/** A failure of the HTTP layer itself (routing, framing, body parsing), answered with its own status. */
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
 const badRequest = (message: string): HttpError => new HttpError(400, message);
 
-type JsonObject = { [key: string]: JsonValue };
-
 export function createRestServer(onInfer: InferHook): Server {
-  return http.createServer((req, res) => {
-    handle(req, res, onInfer).catch((err: unknown) => sendError(res, err));
-  });
+  return createBufferedServer(readBody, (req, res, body, path) => handle(req, res, body, path, onInfer), sendError);
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, onInfer: InferHook): Promise<void> {
-  // Read the whole body before routing, so even an error reply leaves the keep-alive connection clean.
-  const body = await readBody(req);
-  const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, path: string, onInfer: InferHook): Promise<void> {
   if (path === '/v2') {
     allow(req, 'GET');
     return sendJson(res, 200, SERVER_METADATA);
@@ -82,27 +70,9 @@ function decodeSegment(segment: string): string {
   }
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_BODY_BYTES) chunks.push(chunk); // past the limit keep draining, but drop the bytes
-    });
-    req.on('end', () => {
-      done = true;
-      if (size > MAX_BODY_BYTES) return reject(badRequest(`request body of ${size} bytes exceeds the ${MAX_BODY_BYTES} byte limit`));
-      try {
-        resolve(decompress(req.headers['content-encoding'], Buffer.concat(chunks)));
-      } catch (err) {
-        reject(err);
-      }
-    });
-    req.on('error', reject);
-    req.on('close', () => done || reject(new Error('client closed the request')));
-  });
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const raw = await readLimitedBody(req, MAX_BODY_BYTES, (size) => badRequest(`request body of ${size} bytes exceeds the ${MAX_BODY_BYTES} byte limit`));
+  return decompress(req.headers['content-encoding'], raw);
 }
 
 function decompress(encoding: string | undefined, raw: Buffer): Buffer {
