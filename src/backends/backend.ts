@@ -88,6 +88,9 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/** Largest backend message an adapter accepts when not told otherwise (the gateway passes server.max_body_bytes). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
 /** What an adapter needs to connect to one endpoint. */
 export interface EndpointOptions {
   /** host:port */

@@ -3,7 +3,7 @@ import { toGatewayError } from '../../core/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import type { RequestContext } from '../../routing/inference-service.js';
-import { requestIdFrom } from '../http/context.js';
+import { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 import { ATTEMPTS_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 
 export interface GrpcApiOptions {
@@ -19,7 +19,7 @@ export type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): gr
 export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: grpc.Metadata): RequestContext {
   return {
     deadline: deadlineOf(call, opts.requestTimeoutMs),
-    requestId: requestIdFrom(metadataValue(call.metadata, 'x-request-id')),
+    requestId: requestIdFrom(metadataValue(call.metadata, REQUEST_ID_HEADER)),
     header: (name) => metadataValue(call.metadata, name),
     ...(trailer !== undefined
       ? {
@@ -61,7 +61,7 @@ export function serviceError(
   const error = toGatewayError(err);
   logRequestFailure(log, { requestId, rpc }, error);
   const metadata = trailer?.clone() ?? new grpc.Metadata();
-  if (requestId) metadata.set('x-request-id', requestId);
+  if (requestId) metadata.set(REQUEST_ID_HEADER, requestId);
   return Object.assign(new Error(error.message), { code: error.grpcStatus, details: error.message, metadata });
 }
 
@@ -81,7 +81,7 @@ export function unaryHandler<Req, Res>(
     try {
       ctx = callContext(call, opts, trailer);
       const requestCtx = ctx;
-      trailer.set('x-request-id', requestCtx.requestId ?? '');
+      trailer.set(REQUEST_ID_HEADER, requestCtx.requestId ?? '');
       Promise.resolve(handler(call.request, requestCtx, call)).then(
         (res) => callback(null, res, trailer),
         (err: unknown) => callback(serviceError(opts.logger, rpc, requestCtx.requestId, err, trailer)),

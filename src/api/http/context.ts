@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
 import type { GatewayError } from '../../core/errors.js';
@@ -21,14 +20,7 @@ export interface HttpApiOptions {
   readonly logger: Logger;
 }
 
-export const REQUEST_ID_HEADER = 'x-request-id';
-/** Request ids longer than this, or with odd characters, are replaced rather than echoed into logs and headers. */
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** The client's request id when it is a sane one, else a new one. */
-export function requestIdFrom(given: string | undefined): string {
-  return given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
-}
+export { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 
 export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestContext {
   const headers = c.env.incoming.headers;

@@ -23,11 +23,10 @@ import {
   signatureToMetadata,
 } from '../../protocols/tfserving/signature.js';
 import { tensorFromProto, tensorToProto } from '../../protocols/tfserving/tensor-proto.js';
-import type { Backend, CallOptions, EndpointOptions } from '../backend.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Backend, type CallOptions, type EndpointOptions } from '../backend.js';
 import { GrpcEndpoint, rpcOf } from '../grpc-call.js';
 import { requestedOutputNames, signatureFor } from './options.js';
 
-const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** A model name no one serves: a server that answers NOT_FOUND for it is up. */
 const PROBE_MODEL = '__infergate_readiness_probe__';
 

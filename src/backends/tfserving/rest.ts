@@ -8,11 +8,10 @@ import {
 } from '../../protocols/tfserving/rest-codec.js';
 import { findSignature, isNumericVersion, signatureToMetadata } from '../../protocols/tfserving/signature.js';
 import { decodeErrorMessage } from '../../protocols/v2/rest-codec.js';
-import type { Backend, CallOptions, EndpointOptions } from '../backend.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Backend, type CallOptions, type EndpointOptions } from '../backend.js';
 import { HttpEndpoint, isOk, jsonBody, replyError, type HttpReply } from '../http-call.js';
 import { requestedOutputNames, restFormatFor, signatureFor } from './options.js';
 
-const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /**
  * Signature metadata is kept this long: TF's JSON names no output datatypes,
  * so every predict needs them, but the latest version (or a label) may move to

@@ -8,12 +8,11 @@ import {
   type TorchServeHealthResponseMessage,
 } from '../../protocols/torchserve/grpc-proto.js';
 import { answerResponse, DEFAULT_TORCHSERVE_OPTIONS, grpcRequestInput } from '../../protocols/torchserve/mapping.js';
-import type { Backend, CallOptions, EndpointOptions, TorchServeModelOptions } from '../backend.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Backend, type CallOptions, type EndpointOptions, type TorchServeModelOptions } from '../backend.js';
 import { GrpcEndpoint, rpcOf } from '../grpc-call.js';
 import { parsePing, synthesizedMetadata } from './describe.js';
 import { inBandError, refineGrpcError } from './errors.js';
 
-const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 const PING = rpcOf<EmptyMessage, TorchServeHealthResponseMessage>(TORCHSERVE_SERVICE, TORCHSERVE_SERVICE_NAME, 'Ping');
 const PREDICTIONS = rpcOf<PredictionsRequestMessage, PredictionResponseMessage>(

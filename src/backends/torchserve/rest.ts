@@ -4,13 +4,12 @@ import {
   DEFAULT_TORCHSERVE_OPTIONS,
   restRequestBody,
 } from '../../protocols/torchserve/mapping.js';
-import type { Backend, CallOptions, EndpointOptions, TorchServeModelOptions } from '../backend.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Backend, type CallOptions, type EndpointOptions, type TorchServeModelOptions } from '../backend.js';
 import { HttpEndpoint, header, isOk, type HttpSend } from '../http-call.js';
 import type { TorchServeError } from '../../protocols/torchserve/error.js';
 import { restError } from './errors.js';
 import { parseDescription, parsePing, synthesizedMetadata } from './describe.js';
 
-const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /**
  * TorchServe over its REST inference API, through one keep-alive undici Pool

@@ -11,10 +11,9 @@ import {
   type ServerReadyRequestMessage,
   type ServerReadyResponseMessage,
 } from '../../protocols/v2/grpc-proto.js';
-import type { Backend, CallOptions, EndpointOptions } from '../backend.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Backend, type CallOptions, type EndpointOptions } from '../backend.js';
 import { GrpcEndpoint, rpcOf, type Rpc } from '../grpc-call.js';
 
-export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 export interface TritonGrpcOptions extends EndpointOptions {
   /** Largest message sent or received; default 64 MiB. */

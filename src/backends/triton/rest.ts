@@ -7,10 +7,9 @@ import {
   encodeInferRequest,
   parseHeaderLength,
 } from '../../protocols/v2/rest-codec.js';
-import type { Backend, CallOptions, EndpointOptions } from '../backend.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Backend, type CallOptions, type EndpointOptions } from '../backend.js';
 import { HttpEndpoint, header, isOk, replyError, type HttpReply } from '../http-call.js';
 
-const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const HEADER_LENGTH = 'inference-header-content-length';
 
 /**
