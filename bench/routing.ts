@@ -3,6 +3,8 @@ import { BackendCluster } from '../src/backends/cluster.js';
 import { validateConfig } from '../src/config/load.js';
 import { ModelRouter } from '../src/routing/model-router.js';
 import { firstLeaf, type RouteContext, type RouteInput } from '../src/routing/route-tree.js';
+import { silentLogger } from '../src/observability/logger.js';
+import { withDefaultResilience } from '../src/resilience/resilient-backend.js';
 
 /**
  * The routing decision's cost per request, with no I/O: resolve the public
@@ -62,7 +64,7 @@ function buildRouter(models: number): { router: ModelRouter; names: string[]; co
   const clusters = new Map(
     BACKENDS.map((b) => [b, new BackendCluster(b, b === 'ts' ? 'torchserve' : 'triton', 'grpc', 30_000, [{ endpoint: `${b}:1` } as Backend])]),
   );
-  const router = new ModelRouter(config, clusters);
+  const router = new ModelRouter(config, withDefaultResilience(clusters, silentLogger));
   return { router, names, compileMs: performance.now() - started };
 }
 

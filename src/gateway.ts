@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { createAdaptorServer } from '@hono/node-server';
 import type * as grpc from '@grpc/grpc-js';
 import { bindGrpcServer, createGrpcServer } from './api/grpc/server.js';
-import { createAdminApp } from './api/http/admin.js';
+import { RequestAdmission } from './api/admission.js';
+import { createAdminApp, type BackendHealthView } from './api/http/admin.js';
 import { createHttpApp } from './api/http/app.js';
 import type { BackendCluster } from './backends/cluster.js';
 import { ConfigSync, type InstanceInfo } from './config/config-sync.js';
@@ -15,8 +17,12 @@ import { RuntimeSwitcher } from './config/live-runtime.js';
 import { ExperimentResultsWiring } from './experiments/results-wiring.js';
 import { watchConfigFile, type ConfigFileWatch } from './config/live-watch.js';
 import type { GatewayConfig } from './config/schema.js';
+import { GatewayError } from './core/errors.js';
 import type { Logger } from './observability/logger.js';
 import type { InferenceService } from './routing/inference-service.js';
+
+/** After the drain time, how long requests get to write their 503 before connections are closed. */
+const ABORT_GRACE_MS = 2_000;
 
 export interface GatewayOptions {
   /** The text `config` was parsed from: shown by GET /admin/config and shared through Redis. */
@@ -45,9 +51,18 @@ export interface RunningGateway {
   readonly instanceId: string;
   /** The backend clusters of the running config, by name. */
   readonly backends: ReadonlyMap<string, BackendCluster>;
+  /** Each backend's endpoints, breakers, load shedding and retry budget (GET /admin/backends). */
+  backendStatus(): BackendHealthView[];
+  /** Requests in flight now (inference and metadata). */
+  readonly inFlight: number;
   /** Re-reads the config file and applies it (what SIGHUP does). */
   reloadFromFile(trigger?: string): Promise<ApplyResult>;
-  /** Stops accepting, lets in-flight requests finish (up to `drainMs`), then closes backends. */
+  /**
+   * Graceful shutdown: readiness turns false (for server.shutdown_delay_ms
+   * before anything else), the listeners stop accepting, in-flight requests
+   * finish for up to `drainMs` (default server.drain_ms), those still running
+   * then are answered 503 UNAVAILABLE, and backends close.
+   */
   close(drainMs?: number): Promise<void>;
 }
 
@@ -69,6 +84,19 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     ...(options.retireAfterMs !== undefined ? { retireAfterMs: options.retireAfterMs } : {}),
   });
   const service = switcher.service;
+  const backendStatus = (): BackendHealthView[] => {
+    const runtime = service.currentRuntime;
+    const leaves = [...runtime.router.leaves()];
+    return [...switcher.resilientBackends.values()].map((b) => ({
+      ...b.status(),
+      models: leaves
+        .filter((leaf) => leaf.backend === b)
+        .map((leaf) => {
+          const known = runtime.health?.get(leaf);
+          return { model: leaf.name, target: leaf.id, ready: known?.ready ?? null, reason: known?.reason ?? 'not checked yet' };
+        }),
+    }));
+  };
   const live = new LiveConfig(
     { config, text: options.configText },
     { applier: switcher, logger, ...(options.env !== undefined ? { env: options.env } : {}) },
@@ -87,7 +115,9 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       : undefined;
   const self = (): InstanceInfo => ({ id: instanceId, version: live.current.version, seen_at: new Date().toISOString() });
 
-  const apiOptions = { requestTimeoutMs: config.server.request_timeout_ms, logger };
+  // Startup settings: changing the limit or the drain needs a restart, like the listeners.
+  const admission = new RequestAdmission(config.server.max_in_flight_requests);
+  const apiOptions = { requestTimeoutMs: config.server.request_timeout_ms, logger, admission };
   const admin = createAdminApp({
     live,
     maxBodyBytes: maxBody,
@@ -95,6 +125,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     instances: async () => (sync !== undefined ? sync.instances().catch(() => [self()]) : [self()]),
     ...(sync !== undefined ? { redisStatus: () => (sync.connected ? 'connected' : 'unavailable') } : {}),
     experiments: () => switcher.experiments?.status() ?? [],
+    backends: () => backendStatus(),
   });
   const experiments = experimentResults.attach({ current: () => live.current.config, runtime: switcher, maxBodyBytes: maxBody });
   const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments });
@@ -159,15 +190,30 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   );
 
   let closing: Promise<void> | undefined;
-  const close = (drainMs = 10_000): Promise<void> => {
+  const close = (drainMs = config.server.drain_ms): Promise<void> => {
     closing ??= (async () => {
       // No config change lands while draining.
       removeSighup?.();
       watch?.close();
       service.startDraining();
+      admission.startDraining();
       switcher.freeze();
+      const delayMs = config.server.shutdown_delay_ms;
+      logger.info({ in_flight: admission.inFlight, delay_ms: delayMs, drain_ms: drainMs }, 'shutting down: readiness is now false');
+      // Load balancers see readiness turn false and stop sending before the listeners close.
+      if (delayMs > 0) await sleep(delayMs);
       await sync?.close();
-      await Promise.all([closeHttp(http, drainMs), closeGrpc(grpcServer, drainMs)]);
+      const httpClosed = stopAccepting(http);
+      const grpcClosed = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+      if (!(await admission.idle(drainMs))) {
+        logger.warn({ in_flight: admission.inFlight, drain_ms: drainMs }, 'drain time is up: answering the requests still in flight with 503');
+        admission.abortAll(new GatewayError('UNAVAILABLE', 'the gateway is shutting down; retry on another instance', { retryAfterMs: 1_000 }));
+        await admission.idle(ABORT_GRACE_MS);
+      }
+      // Every tracked request has its answer; what is left is idle connections and untracked probes.
+      http.closeAllConnections();
+      grpcServer.forceShutdown();
+      await Promise.all([httpClosed, grpcClosed]);
       await switcher.close();
       logger.info('gateway stopped');
     })();
@@ -181,6 +227,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     instanceId,
     get backends() {
       return switcher.backends;
+    },
+    backendStatus,
+    get inFlight() {
+      return admission.inFlight;
     },
     reloadFromFile,
     close,
@@ -205,29 +255,10 @@ function listen(server: HttpServer, host: string, port: number): Promise<number>
   });
 }
 
-/** Stops accepting; idle keep-alive sockets close now, busy ones after their response or at the drain limit. */
-function closeHttp(server: HttpServer, drainMs: number): Promise<void> {
+/** Stops accepting: idle keep-alive sockets close now, busy ones after their answer (it says `connection: close`). */
+function stopAccepting(server: HttpServer): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => server.closeAllConnections(), drainMs);
-    timer.unref();
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
+    server.close(() => resolve());
     server.closeIdleConnections();
-  });
-}
-
-function closeGrpc(server: grpc.Server, drainMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, drainMs);
-    timer.unref();
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
   });
 }

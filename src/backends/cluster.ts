@@ -128,6 +128,27 @@ export class BackendCluster {
     return new Lease(this.endpoints[index]!, index, this.outstanding);
   }
 
+  /**
+   * For a retry: an endpoint outside `exclude` (those already tried, and any
+   * the caller avoids), or undefined when none is left. Unlike acquire()'s
+   * skip, the exclusion is strict: a retry goes to a different endpoint or
+   * not at all.
+   */
+  acquireOther(ctx: PickContext | undefined, exclude: EndpointFilter): EndpointLease | undefined {
+    if (this.closed || this.ejectedCount >= this.endpoints.length) return undefined;
+    const key = this.hashHeader !== undefined ? ctx?.header?.(this.hashHeader) : undefined;
+    this.skip = exclude;
+    let index: number | undefined;
+    try {
+      index = this.balancer.pick(key, this.eligible);
+    } finally {
+      this.skip = undefined;
+    }
+    if (index === undefined) return undefined;
+    this.outstanding[index]!++;
+    return new Lease(this.endpoints[index]!, index, this.outstanding);
+  }
+
   /** Runs one call on a picked endpoint, counted in flight until it settles (either way). */
   async call<T>(fn: (endpoint: Backend) => Promise<T>, ctx?: PickContext, skip?: EndpointFilter): Promise<T> {
     const lease = this.acquire(ctx, skip);

@@ -53,7 +53,7 @@ export class GrpcEndpoint {
 
   call<Req, Res>(method: Rpc<Req, Res>, request: Req, opts: CallOptions): Promise<Res> {
     if (this.closed) return Promise.reject(unavailable(`backend ${this.kind} ${this.endpoint} is closed`));
-    if (opts.signal?.aborted) return Promise.reject(this.cancelled());
+    if (opts.signal?.aborted) return Promise.reject(this.cancelled(undefined, opts.signal));
     const metadata = new grpc.Metadata();
     if (opts.requestId) metadata.set('x-request-id', opts.requestId);
     return new Promise<Res>((resolve, reject) => {
@@ -68,7 +68,7 @@ export class GrpcEndpoint {
         { deadline: new Date(opts.deadline) },
         (err, value) => {
           opts.signal?.removeEventListener('abort', onAbort);
-          if (err) reject(this.toGatewayError(err, sawHeaders, opts.signal?.aborted === true));
+          if (err) reject(this.toGatewayError(err, sawHeaders, opts.signal));
           else if (value === undefined) reject(new GatewayError('INTERNAL', `backend ${this.kind} ${this.endpoint} sent no reply`));
           else resolve(value);
         },
@@ -87,7 +87,7 @@ export class GrpcEndpoint {
    */
   async *serverStream<Req, Res>(method: Rpc<Req, Res>, request: Req, opts: CallOptions): AsyncGenerator<Res> {
     if (this.closed) throw unavailable(`backend ${this.kind} ${this.endpoint} is closed`);
-    if (opts.signal?.aborted) throw this.cancelled();
+    if (opts.signal?.aborted) throw this.cancelled(undefined, opts.signal);
     const metadata = new grpc.Metadata();
     if (opts.requestId) metadata.set('x-request-id', opts.requestId);
     const call = this.client.makeServerStreamRequest(method.path, method.serialize, method.deserialize, request, metadata, {
@@ -103,7 +103,7 @@ export class GrpcEndpoint {
       for await (const message of call as AsyncIterable<Res>) yield message;
     } catch (err) {
       if (!isServiceError(err)) throw err;
-      throw this.toGatewayError(err, sawHeaders, opts.signal?.aborted === true);
+      throw this.toGatewayError(err, sawHeaders, opts.signal);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       call.on('error', () => {}); // the CANCELLED status of an early exit is expected, not an unhandled error
@@ -129,8 +129,9 @@ export class GrpcEndpoint {
     this.client.close();
   }
 
-  private toGatewayError(err: grpc.ServiceError, sawHeaders: boolean, aborted: boolean): GatewayError {
-    if (aborted && err.code === grpc.status.CANCELLED) return this.cancelled(err);
+  private toGatewayError(err: grpc.ServiceError, sawHeaders: boolean, signal: AbortSignal | undefined): GatewayError {
+    const aborted = signal?.aborted === true;
+    if (aborted && err.code === grpc.status.CANCELLED) return this.cancelled(err, signal);
     if (err.code === grpc.status.DEADLINE_EXCEEDED) {
       return new GatewayError('DEADLINE_EXCEEDED', `backend ${this.endpoint} did not answer within the deadline`, {
         cause: err,
@@ -147,7 +148,10 @@ export class GrpcEndpoint {
     return new GatewayError(code, err.details || `backend ${this.kind} ${this.endpoint} answered ${code}`, { cause: err });
   }
 
-  private cancelled(cause?: unknown): GatewayError {
+  /** The caller's reason when it gives one (a shutdown answers UNAVAILABLE), else CANCELLED. */
+  private cancelled(cause?: unknown, signal?: AbortSignal): GatewayError {
+    const reason: unknown = signal?.reason;
+    if (reason instanceof GatewayError) return reason;
     return new GatewayError('CANCELLED', `call to backend ${this.kind} ${this.endpoint} was cancelled`, { cause });
   }
 }

@@ -190,7 +190,9 @@ class CallAbort {
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly callerSignal: AbortSignal | undefined;
   private readonly onCallerAbort = (): void => {
-    this.controller.abort(new GatewayError('CANCELLED', `call to ${this.target} was cancelled`));
+    // The caller's reason when it gives one (a shutdown answers UNAVAILABLE), else CANCELLED.
+    const reason: unknown = this.callerSignal?.reason;
+    this.controller.abort(reason instanceof GatewayError ? reason : new GatewayError('CANCELLED', `call to ${this.target} was cancelled`));
   };
 
   /** `target` names the backend in messages ("backend triton host:port"). */

@@ -3,6 +3,8 @@
 // because it owns the lifecycle of what configs create (clusters, monitors).
 import type { BackendCluster } from '../backends/cluster.js';
 import { createBackendCluster } from '../backends/registry.js';
+import { ResilientBackend } from '../resilience/resilient-backend.js';
+import { resilienceSettingsOf } from '../resilience/settings.js';
 import type { Logger } from '../observability/logger.js';
 import { InferenceService } from '../routing/inference-service.js';
 import { ModelHealthMonitor } from '../routing/model-health.js';
@@ -33,11 +35,11 @@ export interface RuntimeSwitcherOptions {
 
 interface HeldCluster {
   readonly config: BackendConfig;
-  readonly cluster: BackendCluster;
+  readonly backend: ResilientBackend;
 }
 
 interface Retirement {
-  readonly clusters: readonly BackendCluster[];
+  readonly clusters: readonly ResilientBackend[];
   readonly since: number;
   /** Closed at this age even with calls counted in flight (they have passed every deadline by then). */
   readonly hardLimitMs: number;
@@ -49,7 +51,8 @@ const RETIRE_CHECK_MS = 100;
 /**
  * Builds the runtime of each accepted config and swaps it into the one
  * InferenceService. A backend whose validated config is unchanged keeps its
- * BackendCluster object (its pools, channels, balancer and ejections);
+ * ResilientBackend object (its pools, channels, balancer, ejections,
+ * breakers and budgets);
  * new and changed backends get new clusters. Clusters no longer used close
  * once no call runs on them, and not before `retireAfterMs`.
  */
@@ -98,7 +101,12 @@ export class RuntimeSwitcher implements RuntimeApplier {
 
   /** The clusters of the running config, by backend name. */
   get backends(): ReadonlyMap<string, BackendCluster> {
-    return new Map([...this.clusters].map(([name, held]) => [name, held.cluster]));
+    return new Map([...this.clusters].map(([name, held]) => [name, held.backend.cluster]));
+  }
+
+  /** The running config's backends with their resilience state (the admin view). */
+  get resilientBackends(): ReadonlyMap<string, ResilientBackend> {
+    return new Map([...this.clusters].map(([name, held]) => [name, held.backend]));
   }
 
   /** Starts the health checks of the running config. */
@@ -127,7 +135,7 @@ export class RuntimeSwitcher implements RuntimeApplier {
     this.freeze();
     clearInterval(this.retireTimer);
     this.retireTimer = undefined;
-    const all = [...[...this.clusters.values()].map((h) => h.cluster), ...[...this.retiring].flatMap((r) => r.clusters)];
+    const all = [...[...this.clusters.values()].map((h) => h.backend), ...[...this.retiring].flatMap((r) => r.clusters)];
     this.retiring.clear();
     await closeAll(all);
   }
@@ -135,9 +143,9 @@ export class RuntimeSwitcher implements RuntimeApplier {
   private build(
     config: GatewayConfig,
     previous: ReadonlyMap<string, HeldCluster>,
-  ): { clusters: Map<string, HeldCluster>; created: BackendCluster[]; router: ModelRouter; health: ModelHealthMonitor; shadows: ShadowMirrorImpl | undefined; experiments: StickySplitter | undefined } {
+  ): { clusters: Map<string, HeldCluster>; created: ResilientBackend[]; router: ModelRouter; health: ModelHealthMonitor; shadows: ShadowMirrorImpl | undefined; experiments: StickySplitter | undefined } {
     const clusters = new Map<string, HeldCluster>();
-    const created: BackendCluster[] = [];
+    const created: ResilientBackend[] = [];
     try {
       for (const [name, backendConfig] of Object.entries(config.backends)) {
         const held = previous.get(name);
@@ -146,19 +154,21 @@ export class RuntimeSwitcher implements RuntimeApplier {
           continue;
         }
         const cluster = createBackendCluster(name, backendConfig, this.opts.maxBodyBytes);
-        created.push(cluster);
-        clusters.set(name, { config: backendConfig, cluster });
+        const backend = new ResilientBackend(cluster, resilienceSettingsOf(backendConfig), this.opts.logger);
+        created.push(backend);
+        clusters.set(name, { config: backendConfig, backend });
       }
-      const router = new ModelRouter(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])));
+      const backends = new Map([...clusters].map(([name, held]) => [name, held.backend]));
+      const router = new ModelRouter(config, backends);
       // Every leaf of every routing tree is checked, so a fallback can skip one known to be unready.
       // Routes are rebuilt; at commit the new monitor inherits the last results of unchanged leaves.
       // Experiment arms are routing trees of their models too: their leaves are checked alike.
-      const experiments = buildSplitter(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])), {
+      const experiments = buildSplitter(config, backends, {
         recorder: this.recorderRelay,
         logger: this.opts.logger,
       });
       const health = new ModelHealthMonitor([...router.leaves(), ...(experiments?.leaves() ?? [])], this.opts.logger);
-      const shadows = buildShadowMirror(config, new Map([...clusters].map(([name, held]) => [name, held.cluster])), {
+      const shadows = buildShadowMirror(config, backends, {
         store: this.shadowStats,
         logger: this.opts.logger,
         ...(this.opts.shadowReporter !== undefined ? { reporter: this.opts.shadowReporter } : {}),
@@ -180,8 +190,8 @@ export class RuntimeSwitcher implements RuntimeApplier {
       ...(shadows !== undefined ? { shadows } : {}),
       ...(experiments !== undefined ? { experiments } : {}),
     });
-    const kept = new Set([...clusters.values()].map((h) => h.cluster));
-    const unused = [...this.clusters.values()].map((h) => h.cluster).filter((c) => !kept.has(c));
+    const kept = new Set([...clusters.values()].map((h) => h.backend));
+    const unused = [...this.clusters.values()].map((h) => h.backend).filter((c) => !kept.has(c));
     this.clusters = clusters;
     this.health = health;
     if (this.started) health.start();
@@ -189,7 +199,7 @@ export class RuntimeSwitcher implements RuntimeApplier {
     if (unused.length > 0) this.retire(unused);
   }
 
-  private retire(clusters: readonly BackendCluster[]): void {
+  private retire(clusters: readonly ResilientBackend[]): void {
     const longestCall = Math.max(...clusters.map((c) => c.timeoutMs));
     this.retiring.add({ clusters, since: Date.now(), hardLimitMs: this.retireAfterMs + longestCall });
     this.opts.logger.debug({ backends: clusters.map((c) => c.name), after_ms: this.retireAfterMs }, 'backends retiring');
@@ -214,10 +224,10 @@ export class RuntimeSwitcher implements RuntimeApplier {
   }
 }
 
-function hasCallsInFlight(cluster: BackendCluster): boolean {
-  return cluster.endpointStates().some((e) => e.outstanding > 0);
+function hasCallsInFlight(backend: ResilientBackend): boolean {
+  return backend.busy || backend.cluster.endpointStates().some((e) => e.outstanding > 0);
 }
 
-async function closeAll(clusters: readonly BackendCluster[]): Promise<void> {
+async function closeAll(clusters: readonly ResilientBackend[]): Promise<void> {
   await Promise.allSettled(clusters.map((c) => c.close()));
 }

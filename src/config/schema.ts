@@ -36,6 +36,16 @@ const serverSchema = z.strictObject({
   /** Deadline for a request that sets none of its own. */
   request_timeout_ms: z.number().int().positive().default(30_000),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Requests in flight in the whole gateway (inference and metadata; health
+   * and admin calls are never refused). Beyond it a request is answered 503
+   * with Retry-After before its body is read, so memory stays bounded.
+   */
+  max_in_flight_requests: z.number().int().min(1).max(1_000_000).default(10_000),
+  /** On SIGTERM: longest wait for in-flight requests before the rest are answered 503 and connections close. */
+  drain_ms: z.number().int().min(0).max(600_000).default(10_000),
+  /** On SIGTERM: readiness reports false this long before the listeners close, so load balancers stop sending first. */
+  shutdown_delay_ms: z.number().int().min(0).max(600_000).default(0),
 });
 
 /** An endpoint: "host:port", or { address, weight } for weighted round robin. */
@@ -62,6 +72,45 @@ const loadBalancingSchema = z
 export type EndpointConfig = z.infer<typeof endpointSchema>;
 export type LoadBalancingConfig = z.infer<typeof loadBalancingSchema>;
 
+/** Per endpoint: opens on errors, takes the endpoint out of load balancing, probes it back in. */
+const circuitBreakerSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Opens when failures exceed this percentage of the calls in the window. */
+  error_threshold_percent: z.number().min(1).max(100).default(50),
+  window_ms: z.number().int().min(100).max(3_600_000).default(10_000),
+  window_buckets: z.number().int().min(1).max(100).default(10),
+  /** Calls in the window before the breaker may open at all. */
+  minimum_requests: z.number().int().min(1).default(20),
+  /** How long an open breaker waits before probing the endpoint again. */
+  reset_timeout_ms: z.number().int().min(10).max(3_600_000).default(5_000),
+  /** Calls let through while half-open; all must succeed to close. */
+  half_open_probes: z.number().int().min(1).max(100).default(1),
+});
+
+/** Retries of calls that never reached a backend or were refused as unavailable (connection refused/reset, UNAVAILABLE, 503). */
+const retrySchema = z
+  .strictObject({
+    /** Attempts per call, the first included: 1 turns retries off. */
+    max_attempts: z.number().int().min(1).max(10).default(3),
+    backoff_base_ms: z.number().int().min(0).max(60_000).default(10),
+    backoff_max_ms: z.number().int().min(0).max(60_000).default(200),
+    /** Retries at most this percentage of calls over budget_window_ms, so retries cannot multiply an outage. */
+    budget_percent: z.number().min(0).max(100).default(20),
+    budget_window_ms: z.number().int().min(1_000).max(600_000).default(10_000),
+    /** Retries always allowed per second, so a backend with little traffic can still retry. */
+    min_retries_per_second: z.number().min(0).max(10_000).default(5),
+  })
+  .refine((r) => r.backoff_max_ms >= r.backoff_base_ms, { message: 'backoff_max_ms must be at least backoff_base_ms', path: ['backoff_max_ms'] });
+
+/** Load shedding: calls to the backend at once, and a bounded queue of calls waiting for a slot. */
+const concurrencySchema = z.strictObject({
+  max_in_flight: z.number().int().min(1).max(100_000).default(1_024),
+  /** Calls waiting for a slot; beyond it a call is refused at once (429 with Retry-After). */
+  max_queued: z.number().int().min(0).max(100_000).default(1_024),
+  /** Longest a call waits for a slot before it is refused (never past its deadline). */
+  max_queue_wait_ms: z.number().int().min(0).max(600_000).default(1_000),
+});
+
 const backendSchema = z.strictObject({
   kind: z.enum(BACKEND_KINDS),
   protocol: z.enum(BACKEND_PROTOCOLS),
@@ -81,6 +130,9 @@ const backendSchema = z.strictObject({
       unhealthy_after: z.number().int().min(1).max(100).default(2),
     })
     .default({ interval_ms: 5_000, timeout_ms: 2_000, unhealthy_after: 2 }),
+  circuit_breaker: circuitBreakerSchema.default(() => circuitBreakerSchema.parse({})),
+  retry: retrySchema.default(() => retrySchema.parse({})),
+  concurrency: concurrencySchema.default(() => concurrencySchema.parse({})),
 });
 
 /** Who may use /admin/*: API keys, given as SHA-256 hex digests or read from an environment variable. */

@@ -72,16 +72,28 @@ const BY_GRPC_STATUS: ReadonlyMap<number, ErrorCode> = new Map(
  */
 export type TransportFailure = 'connect';
 
+export interface GatewayErrorOptions {
+  readonly cause?: unknown;
+  readonly transport?: TransportFailure;
+  readonly retryAfterMs?: number;
+}
+
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';
   readonly code: ErrorCode;
   /** Set by the backend call helpers when the endpoint was never reached (see TransportFailure). */
   readonly transport?: TransportFailure;
+  /**
+   * When the client may try again (load shed, every endpoint's breaker open):
+   * answered as Retry-After (REST, whole seconds) and grpc-retry-pushback-ms (gRPC).
+   */
+  readonly retryAfterMs?: number;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; transport?: TransportFailure }) {
+  constructor(code: ErrorCode, message: string, options?: GatewayErrorOptions) {
     super(message, options);
     this.code = code;
     if (options?.transport !== undefined) this.transport = options.transport;
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 
   get httpStatus(): number {

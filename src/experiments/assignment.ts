@@ -1,4 +1,4 @@
-import type { BackendCluster } from '../backends/cluster.js';
+import type { ResilientBackend } from '../resilience/resilient-backend.js';
 import { armNode, experimentSettings, type ExperimentConfig } from '../config/experiment-schema.js';
 import type { RouteNodeConfig } from '../config/route-schema.js';
 import type { Logger } from '../observability/logger.js';
@@ -243,7 +243,7 @@ export interface ExperimentsConfig {
  */
 export function buildSplitter(
   config: ExperimentsConfig,
-  clusters: ReadonlyMap<string, BackendCluster>,
+  clusters: ReadonlyMap<string, ResilientBackend>,
   opts: SplitterOptions = {},
 ): StickySplitter | undefined {
   const entries = Object.entries(config.experiments ?? {});

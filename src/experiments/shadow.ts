@@ -1,4 +1,4 @@
-import type { BackendCluster } from '../backends/cluster.js';
+import type { ResilientBackend } from '../resilience/resilient-backend.js';
 import type { ModelNodeConfig, RouteNodeConfig } from '../config/route-schema.js';
 import type { DataType } from '../core/datatypes.js';
 import { notFound, toGatewayError } from '../core/errors.js';
@@ -278,7 +278,8 @@ const shadowInferAt = (leaf: LeafNode, req: InferRequest, ctx: ShadowContext, ru
       signal: ctx.signal,
       ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
     });
-  }, ctx);
+    // A copy is never retried: shadow traffic must not add load to a struggling backend.
+  }, ctx, undefined, { retry: false });
 };
 
 // ---------------------------------------------------------------------------
@@ -324,7 +325,7 @@ export function tensorsAgree(a: Tensor, b: Tensor, tolerance: number): boolean {
 /** The plans of every model of a validated config with a `shadow:`, compiled over the runtime's clusters. */
 export function compileShadowPlans(
   config: { readonly models: Readonly<Record<string, ModelNodeConfig>>; readonly targets?: Readonly<Record<string, RouteNodeConfig>> },
-  clusters: ReadonlyMap<string, BackendCluster>,
+  clusters: ReadonlyMap<string, ResilientBackend>,
 ): ShadowPlan[] {
   const plans: ShadowPlan[] = [];
   for (const [model, node] of Object.entries(config.models)) {
@@ -348,7 +349,7 @@ export function compileShadowPlans(
 /** The mirror of a config, or undefined when no model has a shadow (the request path then skips it). */
 export function buildShadowMirror(
   config: { readonly models: Readonly<Record<string, ModelNodeConfig>>; readonly targets?: Readonly<Record<string, RouteNodeConfig>> },
-  clusters: ReadonlyMap<string, BackendCluster>,
+  clusters: ReadonlyMap<string, ResilientBackend>,
   opts: ShadowMirrorOptions = {},
 ): ShadowMirrorImpl | undefined {
   const plans = compileShadowPlans(config, clusters);

@@ -313,33 +313,27 @@ const inferAt = (leaf: LeafNode, req: InferRequest, ctx: RequestContext, run: Ru
 
 /**
  * Opens a stream on one leaf and waits for its first part, so a failure
- * before any answer can still fall back. The endpoint stays counted in
- * flight until the caller releases it.
+ * before any answer can still fall back (or be retried on another endpoint).
+ * The endpoint and its concurrency slot stay held until the caller releases
+ * them.
  */
 const openStreamAt = async (leaf: LeafNode, req: InferRequest, ctx: RequestContext, run: Run): Promise<OpenedStream> => {
   const skip = knownHealth(leaf, run.health);
   const backendReq: InferRequest = { ...req, model: leaf.backendModel, version: versionAt(leaf, req.version) };
-  const lease = leaf.backend.acquire(ctx, skip);
-  run.attempts++;
-  try {
+  const held = await leaf.backend.hold(async (endpoint) => {
+    run.attempts++;
     const opts = callOptions(leaf, ctx);
-    const endpoint = lease.endpoint;
-    if (endpoint.inferStream === undefined) {
-      const first = await endpoint.infer(backendReq, opts);
-      lease.release();
-      return { first, rest: undefined, release: () => {} };
-    }
+    if (endpoint.inferStream === undefined) return { first: await endpoint.infer(backendReq, opts), rest: undefined };
     const parts = endpoint.inferStream(backendReq, opts)[Symbol.asyncIterator]();
     const head = await parts.next();
-    if (head.done === true) {
-      lease.release();
-      return { first: undefined, rest: undefined, release: () => {} };
-    }
-    return { first: head.value, rest: parts, release: () => lease.release() };
-  } catch (err) {
-    lease.release();
-    throw err;
+    return head.done === true ? { first: undefined, rest: undefined } : { first: head.value, rest: parts };
+  }, ctx, skip);
+  const { first, rest } = held.value;
+  if (rest === undefined) {
+    held.release();
+    return { first, rest, release: () => {} };
   }
+  return { first, rest, release: () => held.release() };
 };
 
 /**

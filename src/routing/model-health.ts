@@ -75,7 +75,7 @@ export class ModelHealthMonitor {
       if (this.settingsOf(route).intervalMs <= 0) {
         // A cluster carried over from an earlier config may hold an ejection of
         // the earlier checks; with checks now off, nothing would ever lift it.
-        liftHealthEjections(route.backend);
+        liftHealthEjections(route.backend.cluster);
         continue;
       }
       const list = byBackend.get(route.backend.name) ?? [];
@@ -110,15 +110,15 @@ export class ModelHealthMonitor {
   inheritFrom(previous: ModelHealthMonitor): void {
     const known = new Map<BackendCluster, Map<string, ModelHealth>>();
     for (const [route, health] of previous.health) {
-      const byModel = known.get(route.backend) ?? new Map<string, ModelHealth>();
+      const byModel = known.get(route.backend.cluster) ?? new Map<string, ModelHealth>();
       byModel.set(probeKey(route), health);
-      known.set(route.backend, byModel);
+      known.set(route.backend.cluster, byModel);
     }
     for (const route of this.routes) {
-      const health = known.get(route.backend)?.get(probeKey(route));
+      const health = known.get(route.backend.cluster)?.get(probeKey(route));
       if (health !== undefined) this.health.set(route, health);
-      const sweeps = previous.unreachableSweeps.get(route.backend);
-      if (sweeps !== undefined) this.unreachableSweeps.set(route.backend, sweeps);
+      const sweeps = previous.unreachableSweeps.get(route.backend.cluster);
+      if (sweeps !== undefined) this.unreachableSweeps.set(route.backend.cluster, sweeps);
     }
   }
 
@@ -141,7 +141,8 @@ export class ModelHealthMonitor {
 
   private async check(route: ModelRoute, tallies: Map<BackendCluster, EndpointTally>): Promise<void> {
     const settings = this.settingsOf(route);
-    const cluster = route.backend;
+    // Probes go to every endpoint directly, past the breakers: an ejected endpoint must still be checked to come back.
+    const cluster = route.backend.cluster;
     const deadline = Date.now() + settings.timeoutMs;
     const version = route.pinnedVersion ?? '';
     // Per endpoint: true = ready, false = up but the model is not ready there, a GatewayError = the probe failed.

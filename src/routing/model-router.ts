@@ -1,4 +1,4 @@
-import type { BackendCluster } from '../backends/cluster.js';
+import type { ResilientBackend } from '../resilience/resilient-backend.js';
 import type { RouteNodeConfig } from '../config/route-schema.js';
 import { invalidArgument, notFound } from '../core/errors.js';
 import { isValidModelName, isValidVersion } from '../core/names.js';
@@ -30,7 +30,7 @@ export interface RoutingConfig {
 export class ModelRouter {
   private readonly models: ReadonlyMap<string, CompiledModel>;
 
-  constructor(config: RoutingConfig, clusters: ReadonlyMap<string, BackendCluster>) {
+  constructor(config: RoutingConfig, clusters: ReadonlyMap<string, ResilientBackend>) {
     this.models = compileModels(config, clusters);
   }
 

@@ -1,5 +1,5 @@
 import type { ModelOptions } from '../backends/backend.js';
-import type { BackendCluster } from '../backends/cluster.js';
+import type { ResilientBackend } from '../resilience/resilient-backend.js';
 import type {
   FallbackOn,
   LeafConfig,
@@ -28,7 +28,7 @@ import type { Parameters } from '../core/parameters.js';
 export interface ModelRoute {
   /** The public model name. */
   readonly name: string;
-  readonly backend: BackendCluster;
+  readonly backend: ResilientBackend;
   readonly backendModel: string;
   /** Set when the config pins the backend version; clients may then ask only for this one. */
   readonly pinnedVersion?: string;
@@ -112,7 +112,7 @@ export function primaryLeaf(node: RouteNode): LeafNode {
 interface CompileScope {
   readonly modelName: string;
   readonly targets: Readonly<Record<string, RouteNodeConfig>>;
-  readonly clusters: ReadonlyMap<string, BackendCluster>;
+  readonly clusters: ReadonlyMap<string, ResilientBackend>;
   readonly regexes: Map<string, RegExp>;
   readonly leaves: LeafNode[];
 }
@@ -125,7 +125,7 @@ interface CompileScope {
  */
 export function compileModels(
   config: { readonly models: Readonly<Record<string, RouteNodeConfig>>; readonly targets?: Readonly<Record<string, RouteNodeConfig>> },
-  clusters: ReadonlyMap<string, BackendCluster>,
+  clusters: ReadonlyMap<string, ResilientBackend>,
 ): Map<string, CompiledModel> {
   const regexes = new Map<string, RegExp>();
   const out = new Map<string, CompiledModel>();
@@ -149,7 +149,7 @@ export function compileTree(
   path: string,
   modelName: string,
   targets: Readonly<Record<string, RouteNodeConfig>>,
-  clusters: ReadonlyMap<string, BackendCluster>,
+  clusters: ReadonlyMap<string, ResilientBackend>,
 ): { readonly tree: RouteNode; readonly leaves: readonly LeafNode[] } {
   const scope: CompileScope = { modelName, targets, clusters, regexes: new Map(), leaves: [] };
   const tree = compileNode(node, path, {}, scope, []);

@@ -16,6 +16,7 @@ import { postJson } from '../helpers/http.js';
 import { InferenceService } from '../../src/routing/inference-service.js';
 import { ModelHealthMonitor } from '../../src/routing/model-health.js';
 import { ModelRouter, type ModelRoute } from '../../src/routing/model-router.js';
+import { withDefaultResilience } from '../../src/resilience/resilient-backend.js';
 
 let triton: TritonReference;
 let clusters: Map<string, BackendCluster>;
@@ -36,7 +37,7 @@ beforeAll(async () => {
     models: { linear: { backend: 't' }, unready: { backend: 't' }, lost: { backend: 'gone', model: 'linear' } },
   });
   clusters = new Map(Object.entries(config.backends).map(([name, b]) => [name, createBackendCluster(name, b, 1 << 20)]));
-  router = new ModelRouter(config, clusters);
+  router = new ModelRouter(config, withDefaultResilience(clusters, silentLogger));
   routes = [...router.list()];
   monitor = new ModelHealthMonitor(routes, silentLogger);
   service = new InferenceService(router, monitor);
@@ -87,7 +88,7 @@ describe('ModelHealthMonitor', () => {
       models: { linear: { backend: 'f' } },
     });
     const cluster = createBackendCluster('f', config.backends.f!, 1 << 20);
-    const own = new ModelRouter(config, new Map([['f', cluster]]));
+    const own = new ModelRouter(config, withDefaultResilience(new Map([['f', cluster]]), silentLogger));
     const [linear] = [...own.list()];
     const watch = new ModelHealthMonitor([linear!], silentLogger);
     let server: Awaited<ReturnType<typeof startTritonReference>> | undefined;
@@ -113,7 +114,7 @@ describe('ModelHealthMonitor', () => {
   it('a new monitor over a rebuilt router inherits what the old one knew about the same clusters', async () => {
     await monitor.sweep('t', [route('linear'), route('unready')]);
     // A config swap rebuilds every route object over the same (reused) clusters.
-    const rebuilt = [...new ModelRouter(config, clusters).list()];
+    const rebuilt = [...new ModelRouter(config, withDefaultResilience(clusters, silentLogger)).list()];
     const next = new ModelHealthMonitor(rebuilt, silentLogger);
     expect(next.get(rebuilt.find((r) => r.name === 'unready')!)).toBeUndefined();
     next.inheritFrom(monitor);
@@ -122,7 +123,7 @@ describe('ModelHealthMonitor', () => {
     // A cluster that was replaced (another object) inherits nothing.
     const replaced = new Map(clusters);
     replaced.set('t', createBackendCluster('t', config.backends.t!, 1 << 20));
-    const other = [...new ModelRouter(config, replaced).list()];
+    const other = [...new ModelRouter(config, withDefaultResilience(replaced, silentLogger)).list()];
     const fresh = new ModelHealthMonitor(other, silentLogger);
     fresh.inheritFrom(monitor);
     expect(fresh.get(other.find((r) => r.name === 'unready')!)).toBeUndefined();
@@ -135,7 +136,7 @@ describe('ModelHealthMonitor', () => {
       models: { linear: { backend: 't' } },
     });
     const cluster = createBackendCluster('t', config.backends.t!, 1 << 20);
-    const [linear] = [...new ModelRouter(config, new Map([['t', cluster]])).list()];
+    const [linear] = [...new ModelRouter(config, withDefaultResilience(new Map([['t', cluster]]), silentLogger)).list()];
     const watch = new ModelHealthMonitor([linear!], silentLogger);
     try {
       watch.start();
@@ -172,7 +173,7 @@ function single(endpoints: string[], unhealthyAfter = 2) {
     models: { linear: { backend: 'b' } },
   });
   const cluster = createBackendCluster('b', config.backends.b!, 1 << 20);
-  const [linear] = [...new ModelRouter(config, new Map([['b', cluster]])).list()];
+  const [linear] = [...new ModelRouter(config, withDefaultResilience(new Map([['b', cluster]]), silentLogger)).list()];
   return { cluster, route: linear! };
 }
 
@@ -280,7 +281,7 @@ describe('endpoint ejection from the background checks', () => {
     const gateway = await startGateway(config, silentLogger);
     const pool = new Pool(`http://127.0.0.1:${gateway.httpPort}`, { connections: 4 });
     try {
-      const cluster = [...gateway.service.currentRuntime.router.list()][0]!.backend;
+      const cluster = [...gateway.service.currentRuntime.router.list()][0]!.backend.cluster;
       await expect.poll(() => cluster.isEjected(1), { timeout: 5000 }).toBe(true);
       const before = live.stats.inferCalls;
       const body = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] };

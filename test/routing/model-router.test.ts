@@ -4,13 +4,15 @@ import { BackendCluster } from '../../src/backends/cluster.js';
 import { validateConfig } from '../../src/config/load.js';
 import { GatewayError } from '../../src/core/errors.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
+import { withDefaultResilience } from '../../src/resilience/resilient-backend.js';
+import { silentLogger as quietLog } from '../../src/observability/logger.js';
 
 const config = validateConfig({
   backends: { t: { kind: 'triton', protocol: 'grpc', endpoints: ['127.0.0.1:1'] } },
   models: { linear: { backend: 't' }, old: { backend: 't', model: 'linear', version: '1' } },
 });
 const cluster = new BackendCluster('t', 'triton', 'grpc', 1000, [{} as Backend]);
-const router = new ModelRouter(config, new Map([['t', cluster]]));
+const router = new ModelRouter(config, withDefaultResilience(new Map([['t', cluster]]), quietLog));
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -24,7 +26,7 @@ function codeOf(fn: () => unknown): string {
 describe('ModelRouter', () => {
   it('maps a public name to its backend model, passing the client version through', () => {
     const t = router.resolve('linear', '');
-    expect(t.route.backend).toBe(cluster);
+    expect(t.route.backend.cluster).toBe(cluster);
     expect(t.route.backendModel).toBe('linear');
     expect(t.backendVersion).toBe('');
     expect(router.resolve('linear', '3').backendVersion).toBe('3');

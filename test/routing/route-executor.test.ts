@@ -8,6 +8,7 @@ import { silentLogger } from '../../src/observability/logger.js';
 import { InferenceService, type RequestContext } from '../../src/routing/inference-service.js';
 import { ModelHealthMonitor } from '../../src/routing/model-health.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
+import { withDefaultResilience } from '../../src/resilience/resilient-backend.js';
 
 /**
  * The executor through InferenceService, over in-memory endpoints (the API
@@ -64,7 +65,7 @@ function setup(models: Record<string, unknown>, timeouts: Partial<Record<(typeof
   const clusters = new Map(
     names.map((n) => [n, new BackendCluster(n, 'triton', 'grpc', timeouts[n] ?? 10_000, [endpoints[n]], { intervalMs: 0, timeoutMs: 500, unhealthyAfter: 1 })]),
   );
-  const router = new ModelRouter(config, clusters);
+  const router = new ModelRouter(config, withDefaultResilience(clusters, silentLogger));
   const health = new ModelHealthMonitor([...router.leaves()], silentLogger);
   return { endpoints, router, health, service: new InferenceService(router, health) };
 }

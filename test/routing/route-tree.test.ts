@@ -6,6 +6,8 @@ import { DEFAULT_FALLBACK_ON, type FallbackOn } from '../../src/config/route-sch
 import { GatewayError, type ErrorCode } from '../../src/core/errors.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
 import { fallbackPredicate, firstLeaf, type RouteContext, type RouteInput } from '../../src/routing/route-tree.js';
+import { withDefaultResilience } from '../../src/resilience/resilient-backend.js';
+import { silentLogger as quietLog } from '../../src/observability/logger.js';
 
 /** Clusters of fake endpoints: compiling needs a cluster per backend, these tests never call one. */
 function clusters(timeouts: Record<string, number>): Map<string, BackendCluster> {
@@ -22,7 +24,7 @@ const BACKENDS = {
 
 function router(models: Record<string, unknown>, targets: Record<string, unknown> = {}): ModelRouter {
   const config = validateConfig({ backends: BACKENDS, targets, models });
-  return new ModelRouter(config, clusters({ a: 30_000, b: 800, c: 30_000 }));
+  return new ModelRouter(config, withDefaultResilience(clusters({ a: 30_000, b: 800, c: 30_000 }), quietLog));
 }
 
 const NO_CTX: RouteContext = {};

@@ -3,6 +3,7 @@ import { toGatewayError } from '../../core/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import type { RequestContext } from '../../routing/inference-service.js';
+import type { RequestAdmission, RequestTicket } from '../admission.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 import { ATTEMPTS_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 
@@ -10,15 +11,21 @@ export interface GrpcApiOptions {
   readonly maxMessageBytes: number;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
+  /** Requests in flight (the gateway-wide limit, cancellation, graceful drain); absent: no limit. */
+  readonly admission?: RequestAdmission;
 }
+
+/** gRPC's retry pushback trailer (gRFC A6): how long the client should wait before trying again. */
+const RETRY_PUSHBACK = 'grpc-retry-pushback-ms';
 
 /** The parts of a server call the context needs (unary and streaming calls alike). */
 export type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): grpc.Deadline };
 
 /** The request's context; with `trailer`, where an inference was served goes into it (see api/served.ts). */
-export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: grpc.Metadata): RequestContext {
+export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: grpc.Metadata, signal?: AbortSignal): RequestContext {
   return {
     deadline: deadlineOf(call, opts.requestTimeoutMs),
+    ...(signal !== undefined ? { signal } : {}),
     requestId: requestIdFrom(metadataValue(call.metadata, REQUEST_ID_HEADER)),
     header: (name) => metadataValue(call.metadata, name),
     ...(trailer !== undefined
@@ -62,31 +69,56 @@ export function serviceError(
   logRequestFailure(log, { requestId, rpc }, error);
   const metadata = trailer?.clone() ?? new grpc.Metadata();
   if (requestId) metadata.set(REQUEST_ID_HEADER, requestId);
+  if (error.retryAfterMs !== undefined) metadata.set(RETRY_PUSHBACK, String(Math.max(1, Math.round(error.retryAfterMs))));
   return Object.assign(new Error(error.message), { code: error.grpcStatus, details: error.message, metadata });
+}
+
+/**
+ * Admits a call against the gateway-wide in-flight limit (throws UNAVAILABLE
+ * over it). The ticket's signal aborts when the client cancels; end it when
+ * the call is done.
+ */
+export function admitCall(call: { on(event: 'cancelled', listener: () => void): unknown }, opts: GrpcApiOptions): RequestTicket | undefined {
+  const ticket = opts.admission?.admit();
+  if (ticket !== undefined) call.on('cancelled', () => ticket.cancel());
+  return ticket;
 }
 
 /**
  * A unary handler from an async function: errors become gRPC statuses (and
  * are logged), and every reply, error or not, carries the request id in its
  * trailers, and for an inference the leaf that served it and the attempts.
+ * Calls are admitted against the in-flight limit unless `admit` is false
+ * (health and server metadata, which must answer under any load).
  */
 export function unaryHandler<Req, Res>(
   rpc: string,
   opts: GrpcApiOptions,
   handler: (req: Req, ctx: RequestContext, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res,
+  admit = true,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     let ctx: RequestContext | undefined;
+    let ticket: RequestTicket | undefined;
     const trailer = new grpc.Metadata();
     try {
-      ctx = callContext(call, opts, trailer);
+      ticket = admit ? admitCall(call, opts) : undefined;
+      ctx = callContext(call, opts, trailer, ticket?.signal);
       const requestCtx = ctx;
+      const admitted = ticket;
       trailer.set(REQUEST_ID_HEADER, requestCtx.requestId ?? '');
       Promise.resolve(handler(call.request, requestCtx, call)).then(
-        (res) => callback(null, res, trailer),
-        (err: unknown) => callback(serviceError(opts.logger, rpc, requestCtx.requestId, err, trailer)),
+        (res) => {
+          admitted?.end();
+          callback(null, res, trailer);
+        },
+        (err: unknown) => {
+          admitted?.end();
+          callback(serviceError(opts.logger, rpc, requestCtx.requestId, err, trailer));
+        },
       );
     } catch (err) {
+      ticket?.end();
       callback(serviceError(opts.logger, rpc, ctx?.requestId, err, trailer));
     }
   };

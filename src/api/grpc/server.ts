@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_FRONT_DOORS } from './front-doors.js';
-import { unaryHandler, type GrpcApiOptions } from './calls.js';
+import { admitCall, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import type { RequestTicket } from '../admission.js';
 import { toGatewayError, type GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
@@ -34,16 +35,17 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
   });
   const log = opts.logger;
 
-  const unary = <Req, Res>(rpc: string, handler: (req: Req, ctx: RequestContext) => Promise<Res> | Res) =>
-    unaryHandler<Req, Res>(rpc, opts, handler);
+  const unary = <Req, Res>(rpc: string, handler: (req: Req, ctx: RequestContext) => Promise<Res> | Res, admit = true) =>
+    unaryHandler<Req, Res>(rpc, opts, handler, admit);
 
+  // Health and server metadata are answered by the gateway itself and never refused, so probes see it under overload.
   const handlers: grpc.UntypedServiceImplementation = {
-    ServerLive: unary('ServerLive', () => ({ live: service.serverLive() })),
-    ServerReady: unary('ServerReady', () => ({ ready: service.serverReady() })),
+    ServerLive: unary('ServerLive', () => ({ live: service.serverLive() }), false),
+    ServerReady: unary('ServerReady', () => ({ ready: service.serverReady() }), false),
     ServerMetadata: unary('ServerMetadata', () => {
       const meta = service.serverMetadata();
       return { name: meta.name, version: meta.version, extensions: [...meta.extensions] };
-    }),
+    }, false),
     ModelReady: unary('ModelReady', async (req: { name?: string; version?: string }, ctx) => ({
       ready: await service.modelReady(req.name ?? '', req.version ?? '', ctx),
     })),
@@ -58,9 +60,24 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
     RepositoryIndex: unary('RepositoryIndex', async (req: { ready?: boolean }, ctx) => ({
       models: (await service.modelIndex(req.ready === true, ctx)).map((e) => ({ ...e })),
     })),
-    ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>) =>
+    ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>) => {
+      // One stream is one request in flight; its messages share the stream's cancellation.
+      let ticket: RequestTicket | undefined;
+      try {
+        ticket = admitCall(call, opts);
+      } catch (err) {
+        call.emit('error', serviceError(log, 'ModelStreamInfer', undefined, err));
+        return;
+      }
+      const signal = ticket?.signal;
       // Each message of a long-lived stream gets its own deadline and request id.
-      streamInfer(call, service, () => ({ deadline: Date.now() + opts.requestTimeoutMs, requestId: randomUUID() }), log),
+      const newContext = (): RequestContext => ({
+        deadline: Date.now() + opts.requestTimeoutMs,
+        requestId: randomUUID(),
+        ...(signal !== undefined ? { signal } : {}),
+      });
+      streamInfer(call, service, newContext, log, () => ticket?.end());
+    },
   };
   server.addService(INFERENCE_SERVICE, handlers);
   for (const add of GRPC_FRONT_DOORS) add(server, service, opts);
@@ -78,6 +95,7 @@ function streamInfer(
   service: InferenceService,
   newContext: () => RequestContext,
   log: Logger,
+  done: () => void,
 ): void {
   const pending: Promise<ModelStreamInferResponseMessage>[] = [];
   let inputEnded = false;
@@ -110,7 +128,10 @@ function streamInfer(
         if (!call.write(reply)) await new Promise<void>((resolve) => call.once('drain', resolve));
         if (call.isPaused() && pending.length < STREAM_MAX_IN_FLIGHT) call.resume();
       }
-      if (inputEnded && pending.length === 0 && !cancelled) call.end();
+      if (inputEnded && pending.length === 0 && !cancelled) {
+        call.end();
+        done();
+      }
     } finally {
       flushing = false;
     }
@@ -127,9 +148,11 @@ function streamInfer(
   });
   call.on('cancelled', () => {
     cancelled = true;
+    done();
   });
   call.on('error', () => {
     cancelled = true;
+    done();
   });
 }
 

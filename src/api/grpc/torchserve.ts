@@ -15,7 +15,8 @@ import {
 import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
 import type { RouteTarget } from '../../routing/model-router.js';
 import { bodyInputOf, outputNameOf } from '../http/torchserve.js';
-import { callContext, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import { admitCall, callContext, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import type { RequestTicket } from '../admission.js';
 import type { GrpcFrontDoor } from './front-doors.js';
 
 /**
@@ -31,7 +32,7 @@ import type { GrpcFrontDoor } from './front-doors.js';
  */
 export const addTorchServeServices: GrpcFrontDoor = (server, service, opts) => {
   const handlers: grpc.UntypedServiceImplementation = {
-    Ping: unaryHandler('Ping', opts, () => ({ health: pingHealth(service.serverReady()) })),
+    Ping: unaryHandler('Ping', opts, () => ({ health: pingHealth(service.serverReady()) }), false),
     Predictions: unaryHandler('Predictions', opts, async (msg: PredictionsRequestMessage, ctx): Promise<PredictionResponseMessage> => {
       const { target, request } = await canonicalRequest(service, msg, ctx);
       const answer = await service.infer(request, ctx, target);
@@ -78,12 +79,13 @@ async function streamPredictions(
   service: InferenceService,
   opts: GrpcApiOptions,
 ): Promise<void> {
-  const abort = new AbortController();
-  call.on('cancelled', () => abort.abort());
   let ctx: RequestContext | undefined;
+  let ticket: RequestTicket | undefined;
   const trailer = new grpc.Metadata();
   try {
-    ctx = { ...callContext(call, opts, trailer), signal: abort.signal };
+    // The client cancelling the call aborts the backend call (the ticket's signal).
+    ticket = admitCall(call, opts);
+    ctx = callContext(call, opts, trailer, ticket?.signal);
     const { target, request } = await canonicalRequest(service, call.request, ctx);
     const outputName = outputNameOf(target);
     for await (const part of service.inferStream(request, ctx, target)) {
@@ -95,6 +97,8 @@ async function streamPredictions(
     call.end(trailer);
   } catch (err) {
     if (!call.cancelled) call.emit('error', serviceError(opts.logger, 'StreamPredictions', ctx?.requestId, err, trailer));
+  } finally {
+    ticket?.end();
   }
 }
 

@@ -8,6 +8,7 @@ import { experimentPatchText } from './admin-experiments.js';
 import type { Logger } from '../../observability/logger.js';
 import { readBody } from './body.js';
 import { REQUEST_ID_HEADER, requestIdFrom, type HttpContext, type HttpEnv } from './context.js';
+import type { BackendStatus } from '../../resilience/resilient-backend.js';
 
 export interface AdminApiOptions {
   readonly live: LiveConfig;
@@ -20,6 +21,13 @@ export interface AdminApiOptions {
   redisStatus?(): 'connected' | 'unavailable';
   /** The running config's experiments, with effective weights and guard cuts (none when absent). */
   experiments?(): readonly ExperimentStatus[];
+  /** Every backend's endpoints with their health, breaker, load shedding and retry state. */
+  backends?(): readonly BackendHealthView[];
+}
+
+/** One backend in GET /admin/backends: its resilience state and what the background checks know of its models. */
+export interface BackendHealthView extends BackendStatus {
+  readonly models: readonly { readonly model: string; readonly target: string; readonly ready: boolean | null; readonly reason: string }[];
 }
 
 const DISABLED = 'admin API disabled: configure admin.api_key_sha256 or set INFERGATE_ADMIN_KEY';
@@ -32,6 +40,8 @@ const NO_STORE = { 'cache-control': 'no-store' } as const;
  *   POST /admin/config/validate           the dry run under its own name
  *   GET  /admin/experiments               every experiment: state, arms, configured and effective weights, cuts
  *   PATCH /admin/experiments/{name}       {"state"?, "weights"?: {arm: n}}: applied as a config change (as PUT /admin/config)
+ *   GET  /admin/backends                  every backend: endpoints (ejections, breaker state, calls, failures),
+ *                                         load shedding, retry budget, and its models' readiness
  * Every call needs `Authorization: Bearer <key>`; with no key configured at all
  * the API answers 403, so it is never open by default.
  */
@@ -91,6 +101,7 @@ export function createAdminApp(opts: AdminApiOptions): Hono<HttpEnv> {
     return run;
   };
   app.get('/experiments', (c) => c.json({ version: live.current.version, experiments: opts.experiments?.() ?? [] }, 200, NO_STORE));
+  app.get('/backends', (c) => c.json({ version: live.current.version, backends: opts.backends?.() ?? [] }, 200, NO_STORE));
   app.patch('/experiments/:name', async (c) => {
     const name = c.req.param('name');
     const body = await readBody(c.env.incoming, opts.maxBodyBytes);

@@ -31,6 +31,8 @@ const HEADER_LENGTH = 'inference-header-content-length';
  * such a path is refused as it arrived.
  */
 const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
+/** Paths answered from the gateway itself: never refused by the in-flight limit, so probes see it under overload. */
+const ALWAYS_ADMITTED: ReadonlySet<string> = new Set(['/v2', '/v2/health/live', '/v2/health/ready', '/ping']);
 
 /**
  * The client-facing KServe v2 REST API (the routes Triton serves), plus
@@ -61,7 +63,20 @@ export function createHttpApp(
     if (DOT_SEGMENT.test(c.env.incoming.url ?? '')) {
       throw invalidArgument("invalid path: '.' and '..' segments are not allowed (a model name cannot be '.' or '..')");
     }
+    const admission = opts.admission;
+    if (admission !== undefined && !ALWAYS_ADMITTED.has(c.req.path)) {
+      // Before the body is read: a refused request costs no memory.
+      const ticket = admission.admit();
+      c.set('ticket', ticket);
+      const out = c.env.outgoing;
+      out.once('close', () => {
+        if (!out.writableFinished) ticket.cancel();
+        ticket.end();
+      });
+    }
     await next();
+    // While draining, each answer closes its connection, so keep-alive clients reconnect elsewhere.
+    if (admission?.draining === true) c.res.headers.set('connection', 'close');
     c.res.headers.set(REQUEST_ID_HEADER, id);
     // Every surface on this app (v2 and the front doors), errors included: which leaf served, after how many calls.
     const served = c.get('servedBy');

@@ -1,6 +1,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
-import type { GatewayError } from '../../core/errors.js';
+import { invalidArgument, type GatewayError } from '../../core/errors.js';
+import type { RequestAdmission, RequestTicket } from '../admission.js';
 import type { Logger } from '../../observability/logger.js';
 import { encodeError } from '../../protocols/v2/rest-codec.js';
 import type { RequestContext } from '../../routing/inference-service.js';
@@ -11,21 +12,33 @@ import type { ServedBy } from '../served.js';
  * request id, and where an inference was served (set through the context's
  * onServed; the app's middleware turns it into response headers).
  */
-export type HttpEnv = { Bindings: HttpBindings; Variables: { requestId: string; servedBy?: ServedBy; variant?: string } };
+export type HttpEnv = {
+  Bindings: HttpBindings;
+  Variables: { requestId: string; servedBy?: ServedBy; variant?: string; ticket?: RequestTicket };
+};
 export type HttpContext = Context<HttpEnv>;
 
 export interface HttpApiOptions {
   readonly maxBodyBytes: number;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
+  /** Requests in flight (the gateway-wide limit, cancellation, graceful drain); absent: no limit. */
+  readonly admission?: RequestAdmission;
 }
+
+/** A client's own timeout for the whole request, in milliseconds (REST has no standard one; gRPC has grpc-timeout). */
+export const TIMEOUT_HEADER = 'x-infergate-timeout-ms';
+/** setTimeout's largest delay. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 export { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 
 export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestContext {
   const headers = c.env.incoming.headers;
+  const signal = c.get('ticket')?.signal;
   return {
-    deadline: Date.now() + opts.requestTimeoutMs,
+    deadline: deadlineOf(headers[TIMEOUT_HEADER], opts.requestTimeoutMs),
+    ...(signal !== undefined ? { signal } : {}),
     requestId: c.get('requestId'),
     header: (name) => {
       const value = headers[name];
@@ -36,7 +49,27 @@ export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestCon
   };
 }
 
+/**
+ * The request's deadline: the client's x-infergate-timeout-ms, capped by
+ * server.request_timeout_ms (also the default), as a gRPC deadline is.
+ */
+function deadlineOf(header: string | string[] | undefined, defaultMs: number): number {
+  if (header === undefined) return Date.now() + defaultMs;
+  const text = Array.isArray(header) ? header[0] : header;
+  if (text === undefined || !/^[0-9]{1,10}$/.test(text) || Number(text) < 1 || Number(text) > MAX_TIMEOUT_MS) {
+    throw invalidArgument(`${TIMEOUT_HEADER} must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got ${JSON.stringify(text)}`);
+  }
+  return Date.now() + Math.min(Number(text), defaultMs);
+}
+
 /** A v2-style error reply, `{"error": "..."}`; front doors with their own error shape build theirs. */
 export function errorResponse(error: GatewayError, status = error.httpStatus, headers: Record<string, string> = {}): Response {
-  return new Response(encodeError(error.message), { status, headers: { 'content-type': 'application/json', ...headers } });
+  const res = new Response(encodeError(error.message), { status, headers: { 'content-type': 'application/json', ...headers } });
+  return withRetryAfter(res, error);
+}
+
+/** Adds Retry-After (whole seconds, at least 1) when the error says when to try again (load shed, breakers open). */
+export function withRetryAfter(res: Response, error: GatewayError): Response {
+  if (error.retryAfterMs !== undefined) res.headers.set('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
+  return res;
 }

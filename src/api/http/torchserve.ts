@@ -16,7 +16,7 @@ import { DEFAULT_TORCHSERVE_OPTIONS } from '../../protocols/torchserve/mapping.j
 import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
 import type { RouteTarget } from '../../routing/model-router.js';
 import { readBody } from './body.js';
-import { REQUEST_ID_HEADER, requestContext, type HttpContext } from './context.js';
+import { REQUEST_ID_HEADER, requestContext, withRetryAfter, type HttpContext } from './context.js';
 import type { HttpFrontDoor } from './front-doors.js';
 
 /**
@@ -37,7 +37,7 @@ export const registerTorchServeRoutes: HttpFrontDoor = (app, service, opts) => {
   const fail = (c: HttpContext, err: unknown): Response => {
     const error = toGatewayError(err);
     logRequestFailure(log, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path }, error);
-    return jsonResponse(c, errorReply(error, error instanceof TorchServeError ? error : undefined));
+    return withRetryAfter(jsonResponse(c, errorReply(error, error instanceof TorchServeError ? error : undefined)), error);
   };
 
   app.get('/ping', (c) => jsonResponse(c, pingReply(service.serverReady())));
@@ -48,10 +48,8 @@ export const registerTorchServeRoutes: HttpFrontDoor = (app, service, opts) => {
       const version = c.req.param('version') ?? '';
       // Resolved first: an unknown model is a 404 whatever the body holds.
       const target = service.resolve(model, version);
-      // The client going away (the response closing early) cancels the backend call.
-      const abort = new AbortController();
-      c.env.outgoing.once('close', () => abort.abort());
-      const ctx: RequestContext = { ...requestContext(c, opts), signal: abort.signal };
+      // The client going away cancels the backend call (the context's signal, from the request's admission ticket).
+      const ctx: RequestContext = requestContext(c, opts);
       const framed = await readBody(c.env.incoming, opts.maxBodyBytes, { reserve: 4 });
       const input = bodyInput(await bodyInputOf(service, target, ctx), framed, c.req.header('content-type'));
       const request: InferRequest = { model, version, inputs: [input] };

@@ -1,0 +1,106 @@
+import { GatewayError } from '../core/errors.js';
+
+/**
+ * Requests in flight across both listeners: the gateway-wide load limit, and
+ * what graceful shutdown waits for.
+ *
+ * A request is admitted before its body is read; over `maxInFlight` it is
+ * refused at once (UNAVAILABLE with Retry-After), so an overload costs a
+ * short answer rather than memory. Each admitted request gets an abort
+ * signal that fires when its client goes away (CANCELLED) or when shutdown
+ * gives up waiting for it (UNAVAILABLE): the backend call stops and the
+ * client gets a clear error instead of a cut connection.
+ */
+export class RequestAdmission {
+  private readonly active = new Set<RequestTicket>();
+  private idleWaiters: (() => void)[] = [];
+  private isDraining = false;
+
+  constructor(private readonly maxInFlight: number) {}
+
+  get inFlight(): number {
+    return this.active.size;
+  }
+
+  /** True once shutdown has begun (responses then ask clients to close their connections). */
+  get draining(): boolean {
+    return this.isDraining;
+  }
+
+  /** A ticket for a request that may start; throws UNAVAILABLE over the limit. End the ticket when the response is done. */
+  admit(): RequestTicket {
+    if (this.active.size >= this.maxInFlight) {
+      throw new GatewayError(
+        'UNAVAILABLE',
+        `the gateway is at its limit of ${this.maxInFlight} requests in flight (server.max_in_flight_requests); retry shortly`,
+        { retryAfterMs: 1_000 },
+      );
+    }
+    const ticket = new RequestTicket(this);
+    this.active.add(ticket);
+    return ticket;
+  }
+
+  /** Shutdown has begun: readiness is false and responses close their connections. */
+  startDraining(): void {
+    this.isDraining = true;
+  }
+
+  /** Resolves true once no request is in flight, or false after `timeoutMs`. */
+  idle(timeoutMs: number): Promise<boolean> {
+    if (this.active.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref();
+      this.idleWaiters.push(done);
+    });
+  }
+
+  /** Aborts every request in flight with `reason` (the drain time is up). */
+  abortAll(reason: GatewayError): void {
+    for (const ticket of this.active) ticket.abort(reason);
+  }
+
+  /** @internal RequestTicket.end() */
+  release(ticket: RequestTicket): void {
+    if (!this.active.delete(ticket) || this.active.size > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/** One admitted request: its abort signal, and end() when its response is done (either way). */
+export class RequestTicket {
+  private readonly controller = new AbortController();
+  private ended = false;
+
+  constructor(private readonly owner: RequestAdmission) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Stops the request's backend work; its handler answers with `reason`. */
+  abort(reason: GatewayError): void {
+    if (!this.ended && !this.controller.signal.aborted) this.controller.abort(reason);
+  }
+
+  /** The client went away before its answer. */
+  cancel(): void {
+    this.abort(new GatewayError('CANCELLED', 'the client closed the connection before the answer'));
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.owner.release(this);
+  }
+}
