@@ -21,8 +21,11 @@ import { GatewayError } from './core/errors.js';
 import type { Logger } from './observability/logger.js';
 import type { InferenceService } from './routing/inference-service.js';
 
+const LISTEN_BACKLOG = 4_096;
 /** After the drain time, how long requests get to write their 503 before connections are closed. */
 const ABORT_GRACE_MS = 2_000;
+/** Once no request is in flight, how long the listeners get to write their last answers before connections are closed. */
+const FLUSH_GRACE_MS = 2_000;
 
 export interface GatewayOptions {
   /** The text `config` was parsed from: shown by GET /admin/config and shared through Redis. */
@@ -210,10 +213,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
         admission.abortAll(new GatewayError('UNAVAILABLE', 'the gateway is shutting down; retry on another instance', { retryAfterMs: 1_000 }));
         await admission.idle(ABORT_GRACE_MS);
       }
-      // Every tracked request has its answer; what is left is idle connections and untracked probes.
+      // Every tracked request has its answer, though the last ones may still be on their way out: the listeners
+      // get a moment to flush them (gRPC's graceful shutdown ends once its streams are written) before what is
+      // left, idle connections and untracked probes, is closed.
+      const flushed = Promise.all([httpClosed, grpcClosed]);
+      await Promise.race([flushed, sleep(FLUSH_GRACE_MS, undefined, { ref: false })]);
       http.closeAllConnections();
       grpcServer.forceShutdown();
-      await Promise.all([httpClosed, grpcClosed]);
+      await flushed;
       await switcher.close();
       logger.info('gateway stopped');
     })();
@@ -248,7 +255,9 @@ function listen(server: HttpServer, host: string, port: number): Promise<number>
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
-    server.listen(port, host, () => {
+    // A deeper accept queue than Node's default 511 (the kernel caps it at somaxconn), so a burst of new
+    // connections waits to be accepted and shed with a proper answer instead of being dropped by the kernel.
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', onError);
       resolve((server.address() as AddressInfo).port);
     });

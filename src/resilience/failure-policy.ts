@@ -8,12 +8,13 @@ import { GatewayError } from '../core/errors.js';
 /**
  * Whether a failed call counts against the endpoint's circuit breaker.
  * The backend's own failures count (unreachable, reset, 5xx, UNAVAILABLE,
- * INTERNAL) and so do its timeouts, unless the deadline that ran out was the
- * client's own (a client asking for 5 ms says nothing about the server).
+ * INTERNAL) and so do its timeouts (of the backend's, the route's or the
+ * server's request timeout), unless the deadline that ran out was one the
+ * client asked for (a client asking for 5 ms says nothing about the server).
  * Client mistakes (4xx, INVALID_ARGUMENT, NOT_FOUND...), cancellations and
  * overload answers (429, RESOURCE_EXHAUSTED) do not.
  */
-export function countsAgainstEndpoint(err: unknown, clientDeadline: number, clientSignal: AbortSignal | undefined): boolean {
+export function countsAgainstEndpoint(err: unknown, clientDeadline: number | undefined, clientSignal: AbortSignal | undefined): boolean {
   if (clientSignal?.aborted === true) return false;
   if (!(err instanceof GatewayError)) return true;
   switch (err.code) {
@@ -23,7 +24,7 @@ export function countsAgainstEndpoint(err: unknown, clientDeadline: number, clie
     case 'DATA_LOSS':
       return true;
     case 'DEADLINE_EXCEEDED':
-      return Date.now() < clientDeadline;
+      return clientDeadline === undefined || Date.now() < clientDeadline;
     default:
       return false;
   }

@@ -16,6 +16,12 @@ export const BREAKER_EJECTION = 'breaker';
 export interface GuardContext extends PickContext {
   /** Absolute deadline of the whole request: retries and queueing never go past it. */
   readonly deadline: number;
+  /**
+   * The deadline the client itself asked for, if it did (grpc-timeout,
+   * x-infergate-timeout-ms): a timeout of the client's own making says
+   * nothing about the endpoint, so it does not count against its breaker.
+   */
+  readonly clientDeadline?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -199,7 +205,7 @@ export class ResilientBackend {
       this.calls[i]!++;
       try {
         const value = await breaker.run(() => fn(lease.endpoint), (err) => {
-          const counts = countsAgainstEndpoint(err, ctx.deadline, ctx.signal);
+          const counts = countsAgainstEndpoint(err, ctx.clientDeadline, ctx.signal);
           if (counts) this.failures[i]!++;
           return counts;
         });
@@ -211,7 +217,7 @@ export class ResilientBackend {
         tried.add(i);
         // A retry goes to another endpoint or not at all: the same one again would likely fail the same way,
         // and a fallback (or the client) is better placed to decide.
-        const next = this.cluster.acquireOther(ctx, tried);
+        let next = this.cluster.acquireOther(ctx, tried);
         if (next === undefined) throw err;
         const wait = backoffMs(attempt, this.settings.retry);
         if (Date.now() + wait >= ctx.deadline || !this.budget.tryRetry()) {
@@ -224,6 +230,13 @@ export class ResilientBackend {
           } catch (cancelled) {
             next.release();
             throw cancelled;
+          }
+          // Its breaker may have opened during the wait: pick again rather than send it a call it would refuse.
+          if (this.cluster.isEjected(next.index)) {
+            next.release();
+            const other = this.cluster.acquireOther(ctx, tried);
+            if (other === undefined) throw err;
+            next = other;
           }
         }
         lease = next;

@@ -18,6 +18,8 @@ import type { LeafNode } from './route-tree.js';
 export interface RequestContext {
   /** Absolute deadline for the whole request (ms since the epoch). */
   readonly deadline: number;
+  /** The deadline the client asked for, when it did (before the server's cap); see GuardContext. */
+  readonly clientDeadline?: number;
   readonly signal?: AbortSignal;
   readonly requestId?: string;
   /**

@@ -45,7 +45,9 @@ beforeAll(async () => {
       'triton-grpc': { kind: 'triton', protocol: 'grpc', endpoints: [triton.grpcEndpoint], health_check: noChecks },
       'triton-rest': { kind: 'triton', protocol: 'rest', endpoints: [triton.httpEndpoint], health_check: noChecks },
       'slow-grpc': { kind: 'triton', protocol: 'grpc', endpoints: [slow.grpcEndpoint], health_check: noChecks },
-      'hang-rest': { kind: 'triton', protocol: 'rest', endpoints: [hangEndpoint], health_check: noChecks },
+      // No breaker: this backend is here to show that every copy sent ends at its own deadline (with a breaker,
+      // copies fail fast once it opens; test/resilience covers that).
+      'hang-rest': { kind: 'triton', protocol: 'rest', endpoints: [hangEndpoint], health_check: noChecks, circuit_breaker: { enabled: false } },
     },
     targets: { 'rest-pool': { weighted: [{ weight: 1, backend: 'triton-rest', model: 'linear', version: '2' }] } },
     models: {

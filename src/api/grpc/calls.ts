@@ -23,8 +23,10 @@ export type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): gr
 
 /** The request's context; with `trailer`, where an inference was served goes into it (see api/served.ts). */
 export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: grpc.Metadata, signal?: AbortSignal): RequestContext {
+  const clientDeadline = clientDeadlineOf(call);
   return {
-    deadline: deadlineOf(call, opts.requestTimeoutMs),
+    deadline: Math.min(clientDeadline ?? Infinity, Date.now() + opts.requestTimeoutMs),
+    ...(clientDeadline !== undefined ? { clientDeadline } : {}),
     ...(signal !== undefined ? { signal } : {}),
     requestId: requestIdFrom(metadataValue(call.metadata, REQUEST_ID_HEADER)),
     header: (name) => metadataValue(call.metadata, name),
@@ -46,12 +48,11 @@ function metadataValue(metadata: grpc.Metadata, name: string): string | undefine
   return typeof value === 'string' ? value : undefined;
 }
 
-/** The call's deadline, or the configured default when the client set none. */
-function deadlineOf(call: IncomingCall, defaultTimeoutMs: number): number {
-  const fallback = Date.now() + defaultTimeoutMs;
+/** The deadline the client set (grpc-timeout), if any; the request's is the earlier of it and the configured timeout. */
+function clientDeadlineOf(call: IncomingCall): number | undefined {
   const d = call.getDeadline();
   const ms = d instanceof Date ? d.getTime() : d;
-  return Number.isFinite(ms) ? Math.min(ms, fallback) : fallback;
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 /**
@@ -109,12 +110,12 @@ export function unaryHandler<Req, Res>(
       trailer.set(REQUEST_ID_HEADER, requestCtx.requestId ?? '');
       Promise.resolve(handler(call.request, requestCtx, call)).then(
         (res) => {
-          admitted?.end();
           callback(null, res, trailer);
+          admitted?.end();
         },
         (err: unknown) => {
-          admitted?.end();
           callback(serviceError(opts.logger, rpc, requestCtx.requestId, err, trailer));
+          admitted?.end();
         },
       );
     } catch (err) {

@@ -128,10 +128,12 @@ export function createHttpApp(
     const model = c.req.param('model') ?? '';
     const version = c.req.param('version') ?? '';
     const target = service.resolve(model, version);
+    // Before the body is read: the deadline runs from the request's arrival, and a bad timeout header is reported first.
+    const ctx = context(c);
     const body = await readBody(c.env.incoming, opts.maxBodyBytes);
     const headerLength = parseHeaderLength(c.req.header(HEADER_LENGTH), body.length);
     const { request, outputEncoding } = decodeInferRequest(body, headerLength, model, version);
-    const response = await service.infer(request, context(c), target);
+    const response = await service.infer(request, ctx, target);
     const encoded = encodeInferResponse(response, outputEncoding);
     const headers: Record<string, string> = { 'content-type': encoded.contentType };
     if (encoded.headerLength !== undefined) headers[HEADER_LENGTH] = String(encoded.headerLength);

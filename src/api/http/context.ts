@@ -36,8 +36,11 @@ export { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestContext {
   const headers = c.env.incoming.headers;
   const signal = c.get('ticket')?.signal;
+  const now = Date.now();
+  const clientDeadline = clientDeadlineOf(headers[TIMEOUT_HEADER], now);
   return {
-    deadline: deadlineOf(headers[TIMEOUT_HEADER], opts.requestTimeoutMs),
+    deadline: Math.min(clientDeadline ?? Infinity, now + opts.requestTimeoutMs),
+    ...(clientDeadline !== undefined ? { clientDeadline } : {}),
     ...(signal !== undefined ? { signal } : {}),
     requestId: c.get('requestId'),
     header: (name) => {
@@ -50,16 +53,17 @@ export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestCon
 }
 
 /**
- * The request's deadline: the client's x-infergate-timeout-ms, capped by
- * server.request_timeout_ms (also the default), as a gRPC deadline is.
+ * The deadline the client asked for with x-infergate-timeout-ms, if any (the
+ * request's deadline is the earlier of it and server.request_timeout_ms, as
+ * for a gRPC deadline).
  */
-function deadlineOf(header: string | string[] | undefined, defaultMs: number): number {
-  if (header === undefined) return Date.now() + defaultMs;
+function clientDeadlineOf(header: string | string[] | undefined, now: number): number | undefined {
+  if (header === undefined) return undefined;
   const text = Array.isArray(header) ? header[0] : header;
   if (text === undefined || !/^[0-9]{1,10}$/.test(text) || Number(text) < 1 || Number(text) > MAX_TIMEOUT_MS) {
     throw invalidArgument(`${TIMEOUT_HEADER} must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got ${JSON.stringify(text)}`);
   }
-  return Date.now() + Math.min(Number(text), defaultMs);
+  return now + Number(text);
 }
 
 /** A v2-style error reply, `{"error": "..."}`; front doors with their own error shape build theirs. */
