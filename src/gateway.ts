@@ -18,6 +18,8 @@ import { ExperimentResultsWiring } from './experiments/results-wiring.js';
 import { watchConfigFile, type ConfigFileWatch } from './config/live-watch.js';
 import type { GatewayConfig } from './config/schema.js';
 import { GatewayError } from './core/errors.js';
+import { ResponseCache, type CacheStats } from './cache/response-cache.js';
+import { createCacheStore } from './cache/create-store.js';
 import type { Logger } from './observability/logger.js';
 import type { InferenceService } from './routing/inference-service.js';
 
@@ -58,6 +60,8 @@ export interface RunningGateway {
   backendStatus(): BackendHealthView[];
   /** Requests in flight now (inference and metadata). */
   readonly inFlight: number;
+  /** The response cache's counters (hits, misses, coalesced calls, its store's state). */
+  cacheStats(): CacheStats;
   /** Re-reads the config file and applies it (what SIGHUP does). */
   reloadFromFile(trigger?: string): Promise<ApplyResult>;
   /**
@@ -79,9 +83,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   const instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   // Experiment results outlive config swaps: every runtime's splitter and shadow mirror report to this one object.
   const experimentResults = new ExperimentResultsWiring(config, logger);
+  // The cache store is part of the startup config (changing it needs a restart); per-model policies apply live.
+  const cache = new ResponseCache(createCacheStore(config.cache, logger), logger);
   const switcher = new RuntimeSwitcher(config, {
     maxBodyBytes: maxBody,
     logger,
+    cache,
     experimentRecorder: experimentResults.results,
     shadowReporter: experimentResults.results,
     ...(options.retireAfterMs !== undefined ? { retireAfterMs: options.retireAfterMs } : {}),
@@ -153,6 +160,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     await sync?.close();
     switcher.freeze();
     await switcher.close();
+    await cache.close();
     throw err;
   }
   switcher.start();
@@ -222,6 +230,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       grpcServer.forceShutdown();
       await flushed;
       await switcher.close();
+      await cache.close();
       logger.info('gateway stopped');
     })();
     return closing;
@@ -236,6 +245,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       return switcher.backends;
     },
     backendStatus,
+    cacheStats: () => cache.stats(),
     get inFlight() {
       return admission.inFlight;
     },

@@ -9,6 +9,13 @@ import { createRestServer } from './rest.js';
 export interface TritonReferenceOptions extends ListenOptions {
   /** Delay added to every inference call, to make load and timeout behaviour observable. */
   latencyMs?: number;
+  /**
+   * At most this many inference calls run at once (default: unlimited); the others wait FIFO for a slot. A call
+   * holds its slot while its latency (latencyMs, an injected latency or hang) elapses, so with latencyMs 5 and
+   * maxConcurrency 1 the server answers at most ~200 calls/s whatever their batch size: the cost of a call is
+   * per call, not per row, like a GPU server's.
+   */
+  maxConcurrency?: number;
 }
 
 /**
@@ -33,6 +40,11 @@ export interface TritonReference extends ReferenceServers {
 
 export async function startTritonReference(opts: TritonReferenceOptions = {}): Promise<TritonReference> {
   const latencyMs = opts.latencyMs ?? 0;
+  const maxConcurrency = opts.maxConcurrency;
+  if (maxConcurrency !== undefined && !(Number.isSafeInteger(maxConcurrency) && maxConcurrency >= 1)) {
+    throw new RangeError(`maxConcurrency must be a positive integer, got ${maxConcurrency}`);
+  }
+  const slots = new Slots(maxConcurrency ?? Infinity);
   const stats = { inferCalls: 0 };
   let fault: TritonFault | undefined;
   // Hung calls wait on this; close() settles it so that their handlers finish instead of lingering as
@@ -45,6 +57,15 @@ export async function startTritonReference(opts: TritonReferenceOptions = {}): P
   const onInfer: InferHook = async () => {
     stats.inferCalls++;
     const current = fault;
+    await slots.acquire();
+    try {
+      await runCall(current);
+    } finally {
+      slots.release();
+    }
+  };
+
+  const runCall = async (current: TritonFault | undefined): Promise<void> => {
     if (latencyMs > 0) await delay(latencyMs);
     if (current === undefined) return;
     switch (current.kind) {
@@ -71,4 +92,27 @@ export async function startTritonReference(opts: TritonReferenceOptions = {}): P
       return servers.close();
     },
   };
+}
+
+/** A counting semaphore with a FIFO wait queue. */
+class Slots {
+  private busy = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  acquire(): Promise<void> | void {
+    if (this.busy < this.limit) {
+      this.busy++;
+      return;
+    }
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Hands the slot straight to the next waiter, if any (so a newcomer cannot overtake the queue). */
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.busy--;
+  }
 }

@@ -16,6 +16,7 @@ import type { ArmControl, ExperimentRecorder } from '../experiments/types.js';
 import { deepEqual } from './live-diff.js';
 import type { PreparedSwap, RuntimeApplier } from './live-config.js';
 import type { BackendConfig, GatewayConfig } from './schema.js';
+import type { ResponseCache } from '../cache/response-cache.js';
 
 export interface RuntimeSwitcherOptions {
   /** server.max_body_bytes: fixed for the process (it needs a restart), and every adapter is built with it. */
@@ -31,6 +32,8 @@ export interface RuntimeSwitcherOptions {
   readonly experimentRecorder?: ExperimentRecorder;
   /** Hears every shadow copy (the experiment results); counters are kept in `shadowStats` either way. */
   readonly shadowReporter?: ShadowReporter;
+  /** The response cache of models with `cache:` / `coalesce:`; it outlives config swaps. */
+  readonly cache?: ResponseCache;
 }
 
 interface HeldCluster {
@@ -84,7 +87,7 @@ export class RuntimeSwitcher implements RuntimeApplier {
     const built = this.build(config, new Map());
     this.clusters = built.clusters;
     this.health = built.health;
-    this.service = new InferenceService(built.router, built.health);
+    this.service = new InferenceService(built.router, built.health, opts.cache);
     this.splitter = built.experiments;
     if (built.shadows !== undefined) this.service.swapRuntime({ router: built.router, health: built.health, shadows: built.shadows });
     if (built.experiments !== undefined) this.service.swapRuntime({ ...this.service.currentRuntime, experiments: built.experiments });

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DATATYPES } from '../core/datatypes.js';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../core/names.js';
 import { parseShadow, splitShadow } from '../experiments/shadow-config.js';
+import { parseServing, splitServing, type ModelServingConfig } from './serving-schema.js';
 
 /**
  * The routing part of the config: `models` (public name -> routing tree) and
@@ -139,8 +140,8 @@ export interface ShadowConfig {
   readonly node: RouteNodeConfig;
 }
 
-/** A model's routing tree, with its optional shadow target. */
-export type ModelNodeConfig = RouteNodeConfig & { readonly shadow?: ShadowConfig };
+/** A model's routing tree, with its optional shadow target and serving options (cache, coalescing, batching). */
+export type ModelNodeConfig = RouteNodeConfig & { readonly shadow?: ShadowConfig; readonly serving?: ModelServingConfig };
 
 export interface RouteConfig {
   readonly targets: Record<string, RouteNodeConfig>;
@@ -224,11 +225,17 @@ class RouteParser {
     this.findCycles();
     const rawModels = isRecord(this.raw) && isRecord(this.raw.models) ? this.raw.models : {};
     for (const [name, value] of Object.entries(rawModels)) {
-      // `shadow:` is a model-level key: parsed apart (shadow-config.ts), never part of the routing tree.
-      const { node: raw, shadow: rawShadow } = splitShadow(value);
+      // `shadow:`, `cache:`, `coalesce:` and `batching:` are model-level keys: parsed apart (shadow-config.ts,
+      // serving-schema.ts), never part of the routing tree.
+      const { node: withServing, shadow: rawShadow } = splitShadow(value);
+      const { node: raw, serving: rawServing } = splitServing(withServing);
       const node = this.node(raw, ['models', name]);
       const shadow = rawShadow === undefined ? undefined : parseShadow(rawShadow, ['models', name, 'shadow'], this.problems, (v, p, extra) => this.node(v, p, extra));
-      if (node !== undefined && (rawShadow === undefined || shadow !== undefined)) models[name] = shadow !== undefined ? { ...node, shadow } : node;
+      const before = this.problems.length;
+      const serving = parseServing(rawServing, ['models', name], this.problems);
+      if (node !== undefined && (rawShadow === undefined || shadow !== undefined) && this.problems.length === before) {
+        models[name] = { ...node, ...(shadow !== undefined ? { shadow } : {}), ...(serving !== undefined ? { serving } : {}) };
+      }
     }
     return { targets, models, problems: this.problems };
   }

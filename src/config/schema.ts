@@ -152,6 +152,18 @@ const redisSchema = z.strictObject({
   command_timeout_ms: z.number().int().positive().default(500),
 });
 
+/** Where answers of models with `cache:` are kept: Redis when `redis` is set (shared by instances), else memory. */
+const cacheSectionSchema = z.strictObject({
+  redis: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  key_prefix: z.string().regex(/^[A-Za-z0-9:_-]+$/).default('infergate'),
+  /** A slow or unreachable Redis costs a request at most this long; the backend answers instead. */
+  command_timeout_ms: z.number().int().min(1).max(10_000).default(50),
+  /** The in-memory cache's size bound (used when `redis` is not set). */
+  memory_max_bytes: z.number().int().min(1024).max(64 * 1024 ** 3).default(256 * 1024 * 1024),
+});
+
+export type CacheSectionConfig = z.infer<typeof cacheSectionSchema>;
+
 /** A name a backend or a target is declared under. */
 const declaredName = (what: string) => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, `${what} names use letters, digits, _ . -`);
 
@@ -163,6 +175,7 @@ export const baseConfigSchema = z.strictObject({
   server: serverSchema.default(() => serverSchema.parse({})),
   admin: adminSchema.default(() => adminSchema.parse({})),
   redis: redisSchema.optional(),
+  cache: cacheSectionSchema.default(() => cacheSectionSchema.parse({})),
   backends: z.record(declaredName('backend'), backendSchema),
   /** Named routing trees, referenced from models (and other targets) as `{ target: name }`. */
   targets: z.record(declaredName('target'), z.unknown()).default({}),

@@ -7,6 +7,7 @@ import { compileTree, type LeafNode, type RouteNode } from '../routing/route-tre
 import type { ArmAssignment, ExperimentSplitter } from '../routing/traffic-hooks.js';
 import { armAt, BUCKETS, bucketBounds, stickyBucket } from './sticky-hash.js';
 import type { ArmControl, ArmObservation, ExperimentRecorder, ExperimentSettings } from './types.js';
+import type { ModelServingConfig } from '../config/serving-schema.js';
 
 /**
  * Sticky A/B assignment: which arm of a model's experiment a request runs on.
@@ -234,6 +235,8 @@ export class StickySplitter implements ExperimentSplitter, ArmControl {
 export interface ExperimentsConfig {
   readonly experiments?: Readonly<Record<string, ExperimentConfig>>;
   readonly targets?: Readonly<Record<string, RouteNodeConfig>>;
+  /** The models' serving options (cache, coalescing, batching) apply on their arms too. */
+  readonly models?: Readonly<Record<string, { readonly serving?: ModelServingConfig }>>;
 }
 
 /**
@@ -251,7 +254,8 @@ export function buildSplitter(
   const compiled = entries.map(([name, e]): CompiledExperiment => {
     const settings = experimentSettings(name, e);
     const arms = Object.entries(e.arms).map(([arm, c]) => {
-      const { tree, leaves } = compileTree(armNode(c), `experiments.${name}.arms.${arm}`, e.model, config.targets ?? {}, clusters);
+      const serving = config.models?.[e.model]?.serving;
+      const { tree, leaves } = compileTree(armNode(c), `experiments.${name}.arms.${arm}`, e.model, config.targets ?? {}, clusters, serving);
       return { name: arm, node: tree, leaves };
     });
     return { settings, arms };

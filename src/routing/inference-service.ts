@@ -12,7 +12,10 @@ import type { ModelHealthMonitor } from './model-health.js';
 import type { ExperimentSplitter, ShadowMirror } from './traffic-hooks.js';
 import type { ModelRoute, ModelRouter, RouteTarget } from './model-router.js';
 import { execute, type RouteState } from './route-executor.js';
-import type { LeafNode } from './route-tree.js';
+import type { LeafNode, LeafServing } from './route-tree.js';
+import { callLeaf, callOptions } from './leaf-call.js';
+import { cacheKey } from '../cache/key.js';
+import type { CacheMode, CacheOutcome, ResponseCache } from '../cache/response-cache.js';
 
 /** What the API layer passes with each call. */
 export interface RequestContext {
@@ -36,11 +39,16 @@ export interface RequestContext {
   readonly onServed?: (target: string, attempts: number) => void;
   /** Hears the experiment arm a request was assigned to (the API answers it as x-infergate-variant). */
   readonly onVariant?: (experiment: string, arm: string) => void;
+  /** The client's cache directive (Cache-Control / gRPC metadata): 'no-cache' skips the lookup, 'no-store' also the store. */
+  readonly cacheMode?: CacheMode;
+  /** Hears whether a cached model's answer came from the cache (the API answers it as x-infergate-cache). */
+  readonly onCache?: (outcome: CacheOutcome) => void;
 }
 
-/** One request's routing state, with the health checks of the runtime it started on. */
+/** One request's routing state, with the health checks of the runtime it started on and the response cache. */
 interface Run extends RouteState {
   readonly health: ModelHealthMonitor | undefined;
+  readonly cache: ResponseCache | undefined;
 }
 
 /** A backend stream opened on a leaf: its first part (already received; none when the stream was empty) and the rest. */
@@ -89,8 +97,15 @@ export class InferenceService {
 
   private runtime: Runtime;
 
-  /** `health`, when given, holds background readiness checks: unready models fail fast and the index answers from it. */
-  constructor(router: ModelRouter, health?: ModelHealthMonitor) {
+  /**
+   * `health`, when given, holds background readiness checks: unready models fail fast and the index answers from
+   * it. `cache` serves the models whose config has `cache:` or `coalesce:` (it outlives config swaps).
+   */
+  constructor(
+    router: ModelRouter,
+    health?: ModelHealthMonitor,
+    private readonly cache?: ResponseCache,
+  ) {
     this.runtime = health !== undefined ? { router, health } : { router };
   }
 
@@ -135,7 +150,7 @@ export class InferenceService {
   async infer(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): Promise<InferResponse> {
     const { route } = target;
     const runtime = this.runtime;
-    const run: Run = { leaf: undefined, attempts: 0, health: runtime.health };
+    const run: Run = { leaf: undefined, attempts: 0, health: runtime.health, cache: this.cache };
     // A running experiment on the model picks the arm (a routing tree of its own) the request runs on.
     const assignment = runtime.experiments?.assign(route.name, ctx);
     if (assignment !== undefined) ctx.onVariant?.(assignment.experiment, assignment.arm);
@@ -203,7 +218,7 @@ export class InferenceService {
    */
   async *inferStream(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): AsyncIterable<InferResponse> {
     const { route } = target;
-    const run: Run = { leaf: undefined, attempts: 0, health: this.health };
+    const run: Run = { leaf: undefined, attempts: 0, health: this.health, cache: undefined };
     let opened: OpenedStream;
     try {
       opened = await execute(route.tree, req, ctx, openStreamAt, run);
@@ -303,15 +318,79 @@ function versionAt(leaf: LeafNode, requested: string): string {
   return pinned;
 }
 
-/** One inference on one leaf (the executor's LeafCall): one backend call, counted once it has an endpoint. */
+/**
+ * One inference on one leaf (the executor's LeafCall): a backend call, each
+ * attempt counted once it has an endpoint; through the model's cache,
+ * coalescing and batcher when its config has them.
+ */
 const inferAt = (leaf: LeafNode, req: InferRequest, ctx: RequestContext, run: Run): Promise<InferResponse> => {
   const skip = knownHealth(leaf, run.health);
   const backendReq: InferRequest = { ...req, model: leaf.backendModel, version: versionAt(leaf, req.version) };
-  return leaf.backend.call((endpoint) => {
-    run.attempts++;
-    return endpoint.infer(backendReq, callOptions(leaf, ctx));
-  }, ctx, skip);
+  const serving = leaf.serving;
+  if (serving === undefined) return callLeaf(leaf, backendReq, ctx, skip, run);
+  return serveAt(leaf, serving, backendReq, ctx, run, skip);
 };
+
+async function serveAt(
+  leaf: LeafNode,
+  serving: LeafServing,
+  req: InferRequest,
+  ctx: RequestContext,
+  run: Run,
+  skip: EndpointFilter | undefined,
+): Promise<InferResponse> {
+  const cache = run.cache;
+  if (cache === undefined || (serving.cache === undefined && !serving.coalesce) || isStateful(req)) {
+    return callOnce(leaf, serving, req, ctx, run, skip);
+  }
+  // A shared call serves every caller waiting on it: it keeps the leader's deadline but not its client's signal,
+  // so one client going away does not fail the others (each stops waiting at its own deadline or signal).
+  const shared: RequestContext = {
+    deadline: ctx.deadline,
+    ...(ctx.clientDeadline !== undefined ? { clientDeadline: ctx.clientDeadline } : {}),
+    ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
+    ...(ctx.header !== undefined ? { header: ctx.header } : {}),
+  };
+  const key = cacheKey(`${serving.scope}\u0000${req.version}`, req);
+  const { response, outcome } = await cache.getOrFetch(key, serving.cache, ctx.cacheMode ?? 'use', ctx, () =>
+    callOnce(leaf, serving, req, shared, run, skip),
+  );
+  if (serving.cache !== undefined) ctx.onCache?.(outcome);
+  // A shared or cached answer may carry another request's id.
+  if (response.id === req.id) return response;
+  const { id: _other, ...rest } = response;
+  return req.id !== undefined ? { ...rest, id: req.id } : rest;
+}
+
+/**
+ * A request whose answer depends on more than its tensors: a sequence
+ * (stateful models) or inputs in shared memory. Never cached or coalesced.
+ */
+function isStateful(req: InferRequest): boolean {
+  const params = req.parameters;
+  if (params === undefined) return false;
+  for (const name in params) if (name.startsWith('sequence_') || name.startsWith('shared_memory_')) return true;
+  for (const input of req.inputs) {
+    const p = input.parameters;
+    if (p !== undefined) for (const name in p) if (name.startsWith('shared_memory_')) return true;
+  }
+  return false;
+}
+
+/** The backend call itself: through the leaf's batcher (one merged call, counted once) or on its own. */
+async function callOnce(
+  leaf: LeafNode,
+  serving: LeafServing,
+  req: InferRequest,
+  ctx: RequestContext,
+  run: Run,
+  skip: EndpointFilter | undefined,
+): Promise<InferResponse> {
+  if (serving.batcher === undefined) return callLeaf(leaf, req, ctx, skip, run);
+  const answer = await serving.batcher.submit(req, ctx);
+  run.attempts++;
+  return answer;
+}
 
 /**
  * Opens a stream on one leaf and waits for its first part, so a failure
@@ -337,17 +416,3 @@ const openStreamAt = async (leaf: LeafNode, req: InferRequest, ctx: RequestConte
   }
   return { first, rest, release: () => held.release() };
 };
-
-/**
- * The backend call's options: the client's deadline capped by the leaf's
- * timeout (its inherited timeout_ms, itself capped by the backend's), and
- * the model's settings.
- */
-function callOptions(route: ModelRoute, ctx: RequestContext): CallOptions {
-  return {
-    deadline: Math.min(ctx.deadline, Date.now() + route.timeoutMs),
-    model: route.options,
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
-    ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
-  };
-}

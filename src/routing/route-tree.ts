@@ -4,10 +4,15 @@ import type {
   FallbackOn,
   LeafConfig,
   MatchCondition,
+  ModelNodeConfig,
   RouteNodeConfig,
   RouteSettings,
 } from '../config/route-schema.js';
+import type { ModelServingConfig } from '../config/serving-schema.js';
 import { GatewayError } from '../core/errors.js';
+import { DynamicBatcher } from '../batching/dynamic-batcher.js';
+import type { CachePolicy } from '../cache/response-cache.js';
+import { callLeaf } from './leaf-call.js';
 import type { Parameters } from '../core/parameters.js';
 
 /**
@@ -40,6 +45,20 @@ export interface ModelRoute {
   readonly timeoutMs: number;
   /** The whole routing tree of the public model this leaf serves. */
   readonly tree: RouteNode;
+  /** The model's cache, coalescing and batching at this leaf; absent when it uses none. */
+  readonly serving?: LeafServing;
+}
+
+/** A model's serving options compiled for one leaf. */
+export interface LeafServing {
+  /** Answers kept and served again; absent: not cached. */
+  readonly cache?: CachePolicy;
+  /** Identical concurrent requests share one backend call. */
+  readonly coalesce: boolean;
+  /** What the cache key starts with: this leaf's backend and backend model (the version is added per request). */
+  readonly scope: string;
+  /** Merges concurrent requests into one backend call (one batcher per leaf). */
+  readonly batcher?: DynamicBatcher;
 }
 
 export interface LeafNode extends ModelRoute {
@@ -111,6 +130,8 @@ export function primaryLeaf(node: RouteNode): LeafNode {
 
 interface CompileScope {
   readonly modelName: string;
+  /** The model's serving options, applied at each of its leaves. */
+  readonly serving?: ModelServingConfig;
   readonly targets: Readonly<Record<string, RouteNodeConfig>>;
   readonly clusters: ReadonlyMap<string, ResilientBackend>;
   readonly regexes: Map<string, RegExp>;
@@ -124,13 +145,20 @@ interface CompileScope {
  * one public model (its name in answers, its health).
  */
 export function compileModels(
-  config: { readonly models: Readonly<Record<string, RouteNodeConfig>>; readonly targets?: Readonly<Record<string, RouteNodeConfig>> },
+  config: { readonly models: Readonly<Record<string, ModelNodeConfig>>; readonly targets?: Readonly<Record<string, RouteNodeConfig>> },
   clusters: ReadonlyMap<string, ResilientBackend>,
 ): Map<string, CompiledModel> {
   const regexes = new Map<string, RegExp>();
   const out = new Map<string, CompiledModel>();
   for (const [name, node] of Object.entries(config.models)) {
-    const scope: CompileScope = { modelName: name, targets: config.targets ?? {}, clusters, regexes, leaves: [] };
+    const scope: CompileScope = {
+      modelName: name,
+      targets: config.targets ?? {},
+      clusters,
+      regexes,
+      leaves: [],
+      ...(node.serving !== undefined ? { serving: node.serving } : {}),
+    };
     const tree = compileNode(node, `models.${name}`, {}, scope, []);
     // Each leaf is a ModelRoute of this model: it names the tree it belongs to.
     for (const leaf of scope.leaves) (leaf as { tree: RouteNode }).tree = tree;
@@ -150,8 +178,9 @@ export function compileTree(
   modelName: string,
   targets: Readonly<Record<string, RouteNodeConfig>>,
   clusters: ReadonlyMap<string, ResilientBackend>,
+  serving?: ModelServingConfig,
 ): { readonly tree: RouteNode; readonly leaves: readonly LeafNode[] } {
-  const scope: CompileScope = { modelName, targets, clusters, regexes: new Map(), leaves: [] };
+  const scope: CompileScope = { modelName, targets, clusters, regexes: new Map(), leaves: [], ...(serving !== undefined ? { serving } : {}) };
   const tree = compileNode(node, path, {}, scope, []);
   for (const leaf of scope.leaves) (leaf as { tree: RouteNode }).tree = tree;
   return { tree, leaves: scope.leaves };
@@ -215,8 +244,32 @@ function compileLeaf(config: LeafConfig, path: string, settings: RouteSettings, 
     // Set to the model's root once the whole tree is built (compileModels).
     tree: undefined as unknown as RouteNode,
   };
+  if (scope.serving !== undefined) (leaf as { serving?: LeafServing }).serving = compileServing(leaf, scope.serving);
   scope.leaves.push(leaf);
   return leaf;
+}
+
+/** A model's serving options at one leaf; undefined when none applies there. */
+function compileServing(leaf: LeafNode, serving: ModelServingConfig): LeafServing | undefined {
+  const { cache, coalesce, batching } = serving;
+  if (cache === undefined && !coalesce && batching === undefined) return undefined;
+  const batcher =
+    batching !== undefined
+      ? new DynamicBatcher(
+          leaf.id,
+          { maxBatchSize: batching.max_batch_size, maxQueueDelayMs: batching.max_queue_delay_ms, maxQueueSize: batching.max_queue_size },
+          // A merged call serves many requests: it carries their earliest deadline and no one client's signal.
+          (merged, ctx) => callLeaf(leaf, merged, ctx),
+        )
+      : undefined;
+  return {
+    ...(cache !== undefined ? { cache: { ttlMs: cache.ttl_ms, maxEntryBytes: cache.max_entry_bytes } } : {}),
+    coalesce,
+    // NUL cannot occur in names, so the parts cannot run into each other. The model's server-kind settings
+    // (a TF Serving signature, a TorchServe mapping) change answers too.
+    scope: `${leaf.backend.name}\u0000${leaf.backendModel}\u0000${JSON.stringify(leaf.options)}`,
+    ...(batcher !== undefined ? { batcher } : {}),
+  };
 }
 
 function pinnedVersions(leaves: readonly LeafNode[]): ReadonlySet<string> | undefined {

@@ -5,7 +5,8 @@ import { logRequestFailure } from '../../observability/request-log.js';
 import type { RequestContext } from '../../routing/inference-service.js';
 import type { RequestAdmission, RequestTicket } from '../admission.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
-import { ATTEMPTS_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
+import { ATTEMPTS_HEADER, CACHE_HEADER, TARGET_HEADER, VARIANT_HEADER, cacheModeField } from '../served.js';
+import type { CacheOutcome } from '../../cache/response-cache.js';
 
 export interface GrpcApiOptions {
   readonly maxMessageBytes: number;
@@ -30,6 +31,7 @@ export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: 
     ...(signal !== undefined ? { signal } : {}),
     requestId: requestIdFrom(metadataValue(call.metadata, REQUEST_ID_HEADER)),
     header: (name) => metadataValue(call.metadata, name),
+    ...cacheModeField(metadataValue(call.metadata, 'cache-control')),
     ...(trailer !== undefined
       ? {
           onServed: (target: string, attempts: number) => {
@@ -37,6 +39,7 @@ export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: 
             trailer.set(ATTEMPTS_HEADER, String(attempts));
           },
           onVariant: (_experiment: string, arm: string) => trailer.set(VARIANT_HEADER, arm),
+          onCache: (outcome: CacheOutcome) => trailer.set(CACHE_HEADER, outcome),
         }
       : {}),
   };

@@ -19,7 +19,7 @@ import {
   type HttpEnv,
 } from './context.js';
 import { HTTP_FRONT_DOORS } from './front-doors.js';
-import { ATTEMPTS_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
+import { ATTEMPTS_HEADER, CACHE_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 
 export type { HttpApiOptions } from './context.js';
 
@@ -87,6 +87,8 @@ export function createHttpApp(
     // The experiment arm the request ran on, errors included.
     const variant = c.get('variant');
     if (variant !== undefined) c.res.headers.set(VARIANT_HEADER, variant);
+    const cache = c.get('cache');
+    if (cache !== undefined) c.res.headers.set(CACHE_HEADER, cache);
   });
 
   route('GET', '/v2', (c) => c.json(service.serverMetadata()));

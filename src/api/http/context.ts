@@ -5,7 +5,8 @@ import type { RequestAdmission, RequestTicket } from '../admission.js';
 import type { Logger } from '../../observability/logger.js';
 import { encodeError } from '../../protocols/v2/rest-codec.js';
 import type { RequestContext } from '../../routing/inference-service.js';
-import type { ServedBy } from '../served.js';
+import { cacheModeField, type ServedBy } from '../served.js';
+import type { CacheOutcome } from '../../cache/response-cache.js';
 
 /**
  * The Hono environment of every REST surface: the Node request/response, the
@@ -14,7 +15,7 @@ import type { ServedBy } from '../served.js';
  */
 export type HttpEnv = {
   Bindings: HttpBindings;
-  Variables: { requestId: string; servedBy?: ServedBy; variant?: string; ticket?: RequestTicket };
+  Variables: { requestId: string; servedBy?: ServedBy; variant?: string; ticket?: RequestTicket; cache?: CacheOutcome };
 };
 export type HttpContext = Context<HttpEnv>;
 
@@ -42,6 +43,7 @@ export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestCon
     deadline: Math.min(clientDeadline ?? Infinity, now + opts.requestTimeoutMs),
     ...(clientDeadline !== undefined ? { clientDeadline } : {}),
     ...(signal !== undefined ? { signal } : {}),
+    ...cacheModeField(headers['cache-control']),
     requestId: c.get('requestId'),
     header: (name) => {
       const value = headers[name];
@@ -49,6 +51,7 @@ export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestCon
     },
     onServed: (target, attempts) => c.set('servedBy', { target, attempts }),
     onVariant: (_experiment, arm) => c.set('variant', arm),
+    onCache: (outcome) => c.set('cache', outcome),
   };
 }
 
