@@ -136,6 +136,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     ...(sync !== undefined ? { redisStatus: () => (sync.connected ? 'connected' : 'unavailable') } : {}),
     experiments: () => switcher.experiments?.status() ?? [],
     backends: () => backendStatus(),
+    cache: () => cache.stats(),
   });
   const experiments = experimentResults.attach({ current: () => live.current.config, runtime: switcher, maxBodyBytes: maxBody });
   const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments });

@@ -126,6 +126,26 @@ describe('response cache (in memory)', () => {
     expect(triton.stats.inferCalls - before).toBe(1);
   });
 
+  it('GET /admin/cache shows the counters (admin key); the same as cacheStats()', async () => {
+    const admin = await startGateway(config(), silentLogger, { env: { INFERGATE_ADMIN_KEY: 'cache-admin' } });
+    const adminPool = new Pool(`http://127.0.0.1:${admin.httpPort}`, { connections: 2 });
+    try {
+      await post(adminPool, 'cached', LINEAR([0, 1, 0, 1]));
+      await post(adminPool, 'cached', LINEAR([0, 1, 0, 1]));
+      const res = await adminPool.request({ path: '/admin/cache', method: 'GET', headers: { authorization: 'Bearer cache-admin' } });
+      const view = (await res.body.json()) as { cache: { hits: number; misses: number; store: { kind: string; available: boolean } } };
+      expect(res.statusCode).toBe(200);
+      expect(view.cache).toMatchObject({ hits: 1, misses: 1, store: { kind: 'memory', available: true } });
+      expect(admin.cacheStats()).toMatchObject({ hits: 1, misses: 1 });
+      const denied = await adminPool.request({ path: '/admin/cache', method: 'GET' });
+      await denied.body.dump();
+      expect(denied.statusCode).toBe(401);
+    } finally {
+      await adminPool.close();
+      await admin.close(1000);
+    }
+  });
+
   it('coalescing alone: 1,000 identical requests arriving during one call share it, and nothing is kept afterwards', async () => {
     const before = slow.stats.inferCalls;
     // One connection per request, so all 1,000 are in flight at once.
