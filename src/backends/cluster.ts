@@ -136,14 +136,7 @@ export class BackendCluster {
    */
   acquireOther(ctx: PickContext | undefined, exclude: EndpointFilter): EndpointLease | undefined {
     if (this.closed || this.ejectedCount >= this.endpoints.length) return undefined;
-    const key = this.hashHeader !== undefined ? ctx?.header?.(this.hashHeader) : undefined;
-    this.skip = exclude;
-    let index: number | undefined;
-    try {
-      index = this.balancer.pick(key, this.eligible);
-    } finally {
-      this.skip = undefined;
-    }
+    const index = this.pickAvoiding(this.keyOf(ctx), exclude);
     if (index === undefined) return undefined;
     this.outstanding[index]!++;
     return new Lease(this.endpoints[index]!, index, this.outstanding);
@@ -221,19 +214,27 @@ export class BackendCluster {
     if (this.closed) throw unavailable(`backend '${this.name}' is shut down`);
     let index: number | undefined;
     if (this.ejectedCount < this.endpoints.length) {
-      const key = this.hashHeader !== undefined ? ctx?.header?.(this.hashHeader) : undefined;
-      if (skip !== undefined) {
-        this.skip = skip;
-        try {
-          index = this.balancer.pick(key, this.eligible);
-        } finally {
-          this.skip = undefined;
-        }
-      }
+      const key = this.keyOf(ctx);
+      if (skip !== undefined) index = this.pickAvoiding(key, skip);
       index ??= this.balancer.pick(key, this.eligible);
     }
     if (index === undefined) throw this.noEndpoint();
     return index;
+  }
+
+  /** The consistent-hash key of a request (undefined for the other policies). */
+  private keyOf(ctx: PickContext | undefined): string | undefined {
+    return this.hashHeader !== undefined ? ctx?.header?.(this.hashHeader) : undefined;
+  }
+
+  /** The balancer's choice among endpoints neither ejected nor in `avoid`, if any. */
+  private pickAvoiding(key: string | undefined, avoid: EndpointFilter): number | undefined {
+    this.skip = avoid;
+    try {
+      return this.balancer.pick(key, this.eligible);
+    } finally {
+      this.skip = undefined;
+    }
   }
 
   private noEndpoint(): GatewayError {

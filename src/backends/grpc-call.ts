@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { GatewayError, codeFromGrpcStatus, unavailable } from '../core/errors.js';
+import { abortedError, GatewayError, codeFromGrpcStatus, unavailable } from '../core/errors.js';
 import type { BackendKind, CallOptions } from './backend.js';
 
 /**
@@ -150,9 +150,7 @@ export class GrpcEndpoint {
 
   /** The caller's reason when it gives one (a shutdown answers UNAVAILABLE), else CANCELLED. */
   private cancelled(cause?: unknown, signal?: AbortSignal): GatewayError {
-    const reason: unknown = signal?.reason;
-    if (reason instanceof GatewayError) return reason;
-    return new GatewayError('CANCELLED', `call to backend ${this.kind} ${this.endpoint} was cancelled`, { cause });
+    return abortedError(signal, `call to backend ${this.kind} ${this.endpoint} was cancelled`, cause);
   }
 }
 

@@ -1,6 +1,6 @@
 import { PassThrough, Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { GatewayError, codeFromHttpStatus, unavailable } from '../core/errors.js';
+import { abortedError, GatewayError, codeFromHttpStatus, unavailable } from '../core/errors.js';
 import type { BackendKind, CallOptions } from './backend.js';
 
 /**
@@ -191,8 +191,7 @@ class CallAbort {
   private readonly callerSignal: AbortSignal | undefined;
   private readonly onCallerAbort = (): void => {
     // The caller's reason when it gives one (a shutdown answers UNAVAILABLE), else CANCELLED.
-    const reason: unknown = this.callerSignal?.reason;
-    this.controller.abort(reason instanceof GatewayError ? reason : new GatewayError('CANCELLED', `call to ${this.target} was cancelled`));
+    this.controller.abort(abortedError(this.callerSignal, `call to ${this.target} was cancelled`));
   };
 
   /** `target` names the backend in messages ("backend triton host:port"). */

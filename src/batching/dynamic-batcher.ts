@@ -4,7 +4,7 @@
  * dim 0; the answer is split back so that every caller gets exactly its own rows. A backend whose cost is per
  * call (a GPU) then serves many more requests per second.
  */
-import { GatewayError, toGatewayError, type ErrorCode } from '../core/errors.js';
+import { abortedError, GatewayError, toGatewayError, type ErrorCode } from '../core/errors.js';
 import type { InferRequest, InferResponse } from '../core/inference.js';
 import { batchSignature, concatInputs, rowsOf, splitOutputs } from './tensor-batch.js';
 
@@ -311,9 +311,7 @@ function settle(m: Member, fn: () => void): void {
 }
 
 function abortError(signal: AbortSignal): GatewayError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof GatewayError) return reason;
-  return new GatewayError('CANCELLED', 'the request was cancelled', { cause: reason });
+  return abortedError(signal, 'the request was cancelled');
 }
 
 function deadlineError(): GatewayError {

@@ -1,4 +1,4 @@
-import { GatewayError } from '../core/errors.js';
+import { abortedError, GatewayError } from '../core/errors.js';
 import type { InferResponse } from '../core/inference.js';
 import type { Logger } from '../observability/logger.js';
 import { decodeCachedResponse, encodeCachedResponse } from './codec.js';
@@ -260,7 +260,5 @@ function deadlineError(): GatewayError {
 }
 
 function abortError(signal: AbortSignal): GatewayError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof GatewayError) return reason;
-  return new GatewayError('CANCELLED', 'cancelled while waiting for the response', { cause: reason });
+  return abortedError(signal, 'cancelled while waiting for the response');
 }

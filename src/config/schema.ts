@@ -73,7 +73,7 @@ export type EndpointConfig = z.infer<typeof endpointSchema>;
 export type LoadBalancingConfig = z.infer<typeof loadBalancingSchema>;
 
 /** Per endpoint: opens on errors, takes the endpoint out of load balancing, probes it back in. */
-const circuitBreakerSchema = z.strictObject({
+export const circuitBreakerSchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** Opens when failures exceed this percentage of the calls in the window. */
   error_threshold_percent: z.number().min(1).max(100).default(50),
@@ -88,7 +88,7 @@ const circuitBreakerSchema = z.strictObject({
 });
 
 /** Retries of calls that never reached a backend or were refused as unavailable (connection refused/reset, UNAVAILABLE, 503). */
-const retrySchema = z
+export const retrySchema = z
   .strictObject({
     /** Attempts per call, the first included: 1 turns retries off. */
     max_attempts: z.number().int().min(1).max(10).default(3),
@@ -103,7 +103,7 @@ const retrySchema = z
   .refine((r) => r.backoff_max_ms >= r.backoff_base_ms, { message: 'backoff_max_ms must be at least backoff_base_ms', path: ['backoff_max_ms'] });
 
 /** Load shedding: calls to the backend at once, and a bounded queue of calls waiting for a slot. */
-const concurrencySchema = z.strictObject({
+export const concurrencySchema = z.strictObject({
   max_in_flight: z.number().int().min(1).max(100_000).default(1_024),
   /** Calls waiting for a slot; beyond it a call is refused at once (429 with Retry-After). */
   max_queued: z.number().int().min(0).max(100_000).default(1_024),

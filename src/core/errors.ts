@@ -159,6 +159,17 @@ export function codeFromHttpStatus(status: number): ErrorCode {
   }
 }
 
+/**
+ * Why work stopped when its abort signal fired: the signal's reason when it
+ * is a GatewayError (a shutdown aborts with UNAVAILABLE), else CANCELLED with
+ * `message` (the client went away).
+ */
+export function abortedError(signal: AbortSignal | undefined, message: string, cause?: unknown): GatewayError {
+  const reason: unknown = signal?.reason;
+  if (reason instanceof GatewayError) return reason;
+  return new GatewayError('CANCELLED', message, { cause: cause ?? reason });
+}
+
 /** Any thrown value as a GatewayError; unexpected ones become INTERNAL with the original as cause. */
 export function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;

@@ -3,7 +3,7 @@
  * everyone; refusing the excess at once (429 with Retry-After) keeps latency
  * for admitted calls bounded and lets clients back off or go elsewhere.
  */
-import { GatewayError } from '../core/errors.js';
+import { abortedError, GatewayError } from '../core/errors.js';
 import type { ConcurrencySettings } from './settings.js';
 
 /** One slot of the backend's concurrency. release() is idempotent, so finally-blocks and error paths may both call it. */
@@ -250,8 +250,6 @@ export class ConcurrencyLimiter {
   }
 
   private abortError(signal: AbortSignal): GatewayError {
-    const reason: unknown = signal.reason;
-    if (reason instanceof GatewayError) return reason;
-    return new GatewayError('CANCELLED', `cancelled while waiting for a slot of backend '${this.name}'`, { cause: reason });
+    return abortedError(signal, `cancelled while waiting for a slot of backend '${this.name}'`);
   }
 }

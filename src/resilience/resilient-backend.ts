@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend, BackendKind, BackendProtocol } from '../backends/backend.js';
 import type { BackendCluster, EndpointFilter, EndpointLease, EndpointState, HealthCheckSettings, PickContext } from '../backends/cluster.js';
-import { GatewayError, toGatewayError } from '../core/errors.js';
+import { abortedError, GatewayError, toGatewayError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { EndpointBreaker, type BreakerSnapshot } from './circuit-breaker.js';
 import { ConcurrencyLimiter, type LimiterSnapshot, type Permit } from './concurrency-limiter.js';
@@ -57,7 +57,7 @@ export interface BackendStatus {
 }
 
 /** Retry-After when no endpoint is in rotation and no breaker is about to probe (ejected by health checks or an operator). */
-const NO_RETRY_AFTER_MS = 1_000;
+const UNKNOWN_RETRY_AFTER_MS = 1_000;
 
 /**
  * A backend as routing sees it: its cluster of endpoints behind the
@@ -85,7 +85,7 @@ export class ResilientBackend {
   constructor(
     readonly cluster: BackendCluster,
     private readonly settings: ResilienceSettings,
-    private readonly log: Logger,
+    log: Logger,
   ) {
     const n = cluster.endpoints.length;
     this.calls = new Float64Array(n);
@@ -265,7 +265,7 @@ export class ResilientBackend {
       const ms = b.retryInMs();
       if (ms > 0 && ms < soonest) soonest = ms;
     }
-    return Number.isFinite(soonest) ? soonest : NO_RETRY_AFTER_MS;
+    return Number.isFinite(soonest) ? soonest : UNKNOWN_RETRY_AFTER_MS;
   }
 }
 
@@ -289,8 +289,7 @@ async function backoff(ms: number, signal: AbortSignal | undefined): Promise<voi
   try {
     await sleep(ms, undefined, signal !== undefined ? { signal } : undefined);
   } catch (err) {
-    const reason: unknown = signal?.reason;
-    throw reason instanceof GatewayError ? reason : new GatewayError('CANCELLED', 'the request was cancelled', { cause: err });
+    throw abortedError(signal, 'the request was cancelled', err);
   }
 }
 

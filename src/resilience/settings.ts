@@ -1,4 +1,4 @@
-import type { BackendConfig } from '../config/schema.js';
+import { circuitBreakerSchema, concurrencySchema, retrySchema, type BackendConfig } from '../config/schema.js';
 
 /**
  * Resilience settings of one backend, validated from its config section
@@ -53,39 +53,8 @@ export interface ResilienceSettings {
   readonly concurrency: ConcurrencySettings;
 }
 
-export const DEFAULT_BREAKER: BreakerSettings = {
-  enabled: true,
-  errorThresholdPercent: 50,
-  windowMs: 10_000,
-  windowBuckets: 10,
-  minimumRequests: 20,
-  resetTimeoutMs: 5_000,
-  halfOpenProbes: 1,
-};
-
-export const DEFAULT_RETRY: RetrySettings = {
-  maxAttempts: 3,
-  backoffBaseMs: 10,
-  backoffMaxMs: 200,
-  budgetPercent: 20,
-  budgetWindowMs: 10_000,
-  minRetriesPerSecond: 5,
-};
-
-export const DEFAULT_CONCURRENCY: ConcurrencySettings = {
-  maxInFlight: 1_024,
-  maxQueued: 1_024,
-  maxQueueWaitMs: 1_000,
-};
-
-export const DEFAULT_RESILIENCE: ResilienceSettings = {
-  breaker: DEFAULT_BREAKER,
-  retry: DEFAULT_RETRY,
-  concurrency: DEFAULT_CONCURRENCY,
-};
-
 /** A backend's validated config sections as settings. */
-export function resilienceSettingsOf(config: BackendConfig): ResilienceSettings {
+export function resilienceSettingsOf(config: Pick<BackendConfig, 'circuit_breaker' | 'retry' | 'concurrency'>): ResilienceSettings {
   const b = config.circuit_breaker;
   const r = config.retry;
   const c = config.concurrency;
@@ -110,3 +79,13 @@ export function resilienceSettingsOf(config: BackendConfig): ResilienceSettings 
     concurrency: { maxInFlight: c.max_in_flight, maxQueued: c.max_queued, maxQueueWaitMs: c.max_queue_wait_ms },
   };
 }
+
+/** The settings of a backend whose config leaves every section out: the schema's defaults, stated once there. */
+export const DEFAULT_RESILIENCE: ResilienceSettings = resilienceSettingsOf({
+  circuit_breaker: circuitBreakerSchema.parse({}),
+  retry: retrySchema.parse({}),
+  concurrency: concurrencySchema.parse({}),
+});
+export const DEFAULT_BREAKER: BreakerSettings = DEFAULT_RESILIENCE.breaker;
+export const DEFAULT_RETRY: RetrySettings = DEFAULT_RESILIENCE.retry;
+export const DEFAULT_CONCURRENCY: ConcurrencySettings = DEFAULT_RESILIENCE.concurrency;

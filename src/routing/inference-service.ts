@@ -343,23 +343,29 @@ async function serveAt(
   if (cache === undefined || (serving.cache === undefined && !serving.coalesce) || isStateful(req)) {
     return callOnce(leaf, serving, req, ctx, run, skip);
   }
-  // A shared call serves every caller waiting on it: it keeps the leader's deadline but not its client's signal,
-  // so one client going away does not fail the others (each stops waiting at its own deadline or signal).
-  const shared: RequestContext = {
-    deadline: ctx.deadline,
-    ...(ctx.clientDeadline !== undefined ? { clientDeadline: ctx.clientDeadline } : {}),
-    ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
-    ...(ctx.header !== undefined ? { header: ctx.header } : {}),
-  };
   const key = cacheKey(`${serving.scope}\u0000${req.version}`, req);
   const { response, outcome } = await cache.getOrFetch(key, serving.cache, ctx.cacheMode ?? 'use', ctx, () =>
-    callOnce(leaf, serving, req, shared, run, skip),
+    callOnce(leaf, serving, req, sharedContext(ctx), run, skip),
   );
   if (serving.cache !== undefined) ctx.onCache?.(outcome);
   // A shared or cached answer may carry another request's id.
   if (response.id === req.id) return response;
   const { id: _other, ...rest } = response;
   return req.id !== undefined ? { ...rest, id: req.id } : rest;
+}
+
+/**
+ * The context of a call shared by every caller waiting on it: the leader's
+ * deadline but not its client's signal, so one client going away does not
+ * fail the others (each stops waiting at its own deadline or signal).
+ */
+function sharedContext(ctx: RequestContext): RequestContext {
+  return {
+    deadline: ctx.deadline,
+    ...(ctx.clientDeadline !== undefined ? { clientDeadline: ctx.clientDeadline } : {}),
+    ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
+    ...(ctx.header !== undefined ? { header: ctx.header } : {}),
+  };
 }
 
 /**
