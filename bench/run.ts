@@ -5,7 +5,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 /**
  * Runs every benchmark in bench/ (each file but this one exports `run()`,
  * and optionally `format(result)` for its printout) and writes each result
- * to bench/results/<name>.json. `npm run bench`.
+ * to bench/results/<name>.json. `npm run bench`; `npm run bench -- NAME...` runs only those.
  */
 
 interface BenchModule {
@@ -16,7 +16,10 @@ interface BenchModule {
 const here = dirname(fileURLToPath(import.meta.url));
 const results = join(here, 'results');
 
-const files = (await readdir(here)).filter((f) => f.endsWith('.ts') && f !== 'run.ts').sort();
+const only = new Set(process.argv.slice(2));
+const files = (await readdir(here))
+  .filter((f) => f.endsWith('.ts') && f !== 'run.ts' && (only.size === 0 || only.has(basename(f, '.ts'))))
+  .sort();
 await mkdir(results, { recursive: true });
 for (const file of files) {
   const name = basename(file, '.ts');

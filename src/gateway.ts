@@ -10,6 +10,7 @@ import { bindGrpcServer, createGrpcServer } from './api/grpc/server.js';
 import { RequestAdmission } from './api/admission.js';
 import { createAdminApp, type BackendHealthView } from './api/http/admin.js';
 import { createHttpApp } from './api/http/app.js';
+import { createJobsApp } from './api/http/jobs.js';
 import type { BackendCluster } from './backends/cluster.js';
 import { ConfigSync, type InstanceInfo } from './config/config-sync.js';
 import { LiveConfig, type ApplyResult } from './config/live-config.js';
@@ -20,6 +21,9 @@ import type { GatewayConfig } from './config/schema.js';
 import { GatewayError } from './core/errors.js';
 import { ResponseCache, type CacheStats } from './cache/response-cache.js';
 import { createCacheStore } from './cache/create-store.js';
+import { BatchJobs } from './jobs/job-queue.js';
+import { createRecordPredictor } from './routing/record-predictor.js';
+import { startStreamProcessors, type RunningStreamProcessors } from './streaming/stream-runner.js';
 import type { Logger } from './observability/logger.js';
 import type { InferenceService } from './routing/inference-service.js';
 
@@ -128,6 +132,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   // Startup settings: changing the limit or the drain needs a restart, like the listeners.
   const admission = new RequestAdmission(config.server.max_in_flight_requests);
   const apiOptions = { requestTimeoutMs: config.server.request_timeout_ms, logger, admission };
+  let streams: RunningStreamProcessors | undefined;
   const admin = createAdminApp({
     live,
     maxBodyBytes: maxBody,
@@ -137,9 +142,16 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     experiments: () => switcher.experiments?.status() ?? [],
     backends: () => backendStatus(),
     cache: () => cache.stats(),
+    streams: () => streams?.metrics() ?? {},
   });
   const experiments = experimentResults.attach({ current: () => live.current.config, runtime: switcher, maxBodyBytes: maxBody });
-  const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments });
+  // Batch jobs are startup config (changing `jobs` needs a restart, like the cache store); without it /v1/jobs answers 501.
+  const jobs =
+    config.jobs !== undefined
+      ? new BatchJobs({ config: config.jobs, service, instanceId, logger, requestTimeoutMs: config.server.request_timeout_ms })
+      : undefined;
+  const jobsApi = createJobsApp(jobs, { maxBodyBytes: maxBody });
+  const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments, jobs: jobsApi });
   const http = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
   // The guard and the results' Redis connection stop with the REST listener (at close(), or a failed start).
   http.once('close', () => void experimentResults.close());
@@ -158,6 +170,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   } catch (err) {
     http.close();
     grpcServer.forceShutdown();
+    await jobs?.close();
     await sync?.close();
     switcher.freeze();
     await switcher.close();
@@ -165,6 +178,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     throw err;
   }
   switcher.start();
+  jobs?.start();
+  // Stream processors are startup config too; they predict through the same service as the listeners.
+  if (config.streams.length > 0) {
+    const timeoutMs = config.server.request_timeout_ms;
+    streams = await startStreamProcessors(config.streams, (model, version) => createRecordPredictor(service, { model, version, timeoutMs }), logger);
+  }
 
   const file = options.configFile;
   const reloadFromFile = async (trigger = 'sighup'): Promise<ApplyResult> => {
@@ -210,6 +229,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       service.startDraining();
       admission.startDraining();
       switcher.freeze();
+      // Running jobs stop now and go back to the queue (resumable, not failed) while requests drain; before backends close.
+      const jobsClosed = jobs?.close();
+      // Stream processors stop reading; events in flight get the drain time, the rest stay pending for other consumers.
+      const streamsStopped = streams?.stop(drainMs);
       const delayMs = config.server.shutdown_delay_ms;
       logger.info({ in_flight: admission.inFlight, delay_ms: delayMs, drain_ms: drainMs }, 'shutting down: readiness is now false');
       // Load balancers see readiness turn false and stop sending before the listeners close.
@@ -230,6 +253,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       http.closeAllConnections();
       grpcServer.forceShutdown();
       await flushed;
+      await jobsClosed;
+      await streamsStopped;
       await switcher.close();
       await cache.close();
       logger.info('gateway stopped');

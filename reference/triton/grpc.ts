@@ -2,12 +2,13 @@
 // `raw_input_contents`, and always answers with `raw_output_contents`.
 import { Buffer } from 'node:buffer';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { PROTO_LOAD_OPTIONS, unaryCalls } from '../common/grpc.js';
 import {
-  SERVER_METADATA, TritonError, infer, modelMetadata, repositoryIndex, resolveModel, resolveServable,
-  type ErrorCode, type InferHook, type InferRequest, type InferResult, type RequestedOutput,
+  SERVER_METADATA, TritonError, infer, inferDecoupled, modelMetadata, refuseDecoupled, repositoryIndex, resolveModel,
+  resolveServable, type ErrorCode, type InferHook, type InferRequest, type InferResult, type RequestedOutput,
 } from './models.js';
 import { encodeElements, isDatatype, type Datatype, type Element } from './tensor.js';
 
@@ -22,6 +23,7 @@ const GRPC_STATUS: Readonly<Record<ErrorCode, grpc.status>> = {
   INVALID_ARG: grpc.status.INVALID_ARGUMENT,
   NOT_FOUND: grpc.status.NOT_FOUND,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
+  UNSUPPORTED: grpc.status.UNIMPLEMENTED,
   INTERNAL: grpc.status.INTERNAL,
 };
 
@@ -55,6 +57,7 @@ interface ModelInferRequestMsg {
   model_version?: string;
   id?: string;
   inputs?: InputMsg[];
+  parameters?: Record<string, InferParameterMsg>;
   outputs?: { name?: string; parameters?: Record<string, InferParameterMsg> }[];
   raw_input_contents?: Buffer[];
 }
@@ -62,6 +65,8 @@ interface ModelInferResponseMsg {
   model_name: string;
   model_version: string;
   id: string;
+  /** Set on stream responses only: `triton_final_response`. */
+  parameters?: Record<string, { bool_param: boolean }>;
   outputs: { name: string; datatype: string; shape: number[] }[];
   raw_output_contents: Buffer[];
 }
@@ -81,7 +86,13 @@ const CONTENTS_FIELD: Readonly<Partial<Record<Datatype, keyof ContentsMsg>>> = {
 
 const invalidArg = (message: string): TritonError => new TritonError('INVALID_ARG', message);
 
-export function createGrpcServer(onInfer: InferHook): grpc.Server {
+/** Hears each ModelStreamInfer call open and close (cancelled or ended), for stats. */
+export interface StreamActivity {
+  opened(): void;
+  closed(): void;
+}
+
+export function createGrpcServer(onInfer: InferHook, streams?: StreamActivity): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -93,7 +104,7 @@ export function createGrpcServer(onInfer: InferHook): grpc.Server {
     ServerMetadata: unary(() => SERVER_METADATA),
     ModelMetadata: unary((req: ModelRefMsg) => modelMetadata(req.name ?? '', req.version || undefined)),
     ModelInfer: unary((req: ModelInferRequestMsg) => modelInfer(onInfer, req)),
-    ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamResponseMsg>) => streamInfer(onInfer, call),
+    ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamResponseMsg>) => streamInfer(onInfer, call, streams),
     RepositoryIndex: unary((req: { ready?: boolean }) => ({ models: repositoryIndex(req.ready ?? false) })),
   };
   server.addService(SERVICE, implementation);
@@ -104,12 +115,29 @@ const unary = unaryCalls((err) => (err instanceof TritonError ? GRPC_STATUS[err.
 
 async function modelInfer(onInfer: InferHook, req: ModelInferRequestMsg): Promise<ModelInferResponseMsg> {
   await onInfer();
-  resolveServable(req.model_name ?? '', req.model_version || undefined); // model errors come before input errors
+  // Model errors come before input errors; decoupled models need the stream.
+  refuseDecoupled(resolveServable(req.model_name ?? '', req.model_version || undefined).model, 'ModelInfer RPC');
   return encodeInferResponse(infer(decodeInferRequest(req)), req.id ?? '');
 }
 
-/** Answers each request in order, one message each; a failed request gets error_message and the stream goes on. */
-function streamInfer(onInfer: InferHook, call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamResponseMsg>): void {
+/**
+ * Answers each request in order (one at a time); a failed request gets error_message and the stream goes on. As
+ * in Triton, every response carries `triton_final_response`: a model's one response is final; a decoupled model's
+ * responses are not, and its final flag comes alone, as an empty response only when the request set
+ * `triton_enable_empty_final_response`.
+ */
+function streamInfer(
+  onInfer: InferHook, call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamResponseMsg>, streams?: StreamActivity,
+): void {
+  streams?.opened();
+  const cancel = new AbortController(); // stops a decoupled model's pending responses
+  let open = true;
+  const closed = (): void => {
+    cancel.abort();
+    if (!open) return;
+    open = false;
+    streams?.closed();
+  };
   let queue: Promise<void> = Promise.resolve();
   const reply = (message: StreamResponseMsg): void => {
     try {
@@ -120,13 +148,55 @@ function streamInfer(onInfer: InferHook, call: grpc.ServerDuplexStream<ModelInfe
   };
   call.on('data', (req: ModelInferRequestMsg) => {
     queue = queue.then(() =>
-      modelInfer(onInfer, req).then(
-        (response) => reply({ infer_response: response }),
-        (err: unknown) => reply({ error_message: err instanceof Error ? err.message : String(err) }),
-      ));
+      streamAnswer(onInfer, req, reply, cancel.signal).catch((err: unknown) =>
+        reply({ error_message: err instanceof Error ? err.message : String(err) })));
   });
-  call.on('end', () => void queue.then(() => call.cancelled || call.end()));
-  call.on('error', () => {}); // cancellation surfaces here; the queue just drains into the void
+  call.on('end', () => void queue.then(() => {
+    if (!call.cancelled) call.end();
+    closed();
+  }));
+  call.on('cancelled', closed);
+  call.on('error', closed); // cancellation surfaces here too; the queue just drains into the void
+}
+
+const finalFlag = (final: boolean): Record<string, { bool_param: boolean }> => ({ triton_final_response: { bool_param: final } });
+
+async function streamAnswer(
+  onInfer: InferHook, req: ModelInferRequestMsg, reply: (message: StreamResponseMsg) => void, cancelled: AbortSignal,
+): Promise<void> {
+  await onInfer();
+  const { model } = resolveServable(req.model_name ?? '', req.model_version || undefined);
+  const emptyFinal = emptyFinalRequested(req);
+  const id = req.id ?? '';
+  if (!model.decoupled) {
+    reply({ infer_response: { ...encodeInferResponse(infer(decodeInferRequest(req)), id), parameters: finalFlag(true) } });
+    return;
+  }
+  const result = inferDecoupled(decodeInferRequest(req));
+  for (const response of result.responses) {
+    if (response.delayMs > 0) await delay(response.delayMs, undefined, { signal: cancelled }).catch(() => undefined);
+    if (cancelled.aborted) return;
+    const outputs = { modelName: result.modelName, modelVersion: result.modelVersion, outputs: response.outputs };
+    reply({ infer_response: { ...encodeInferResponse(outputs, id), parameters: finalFlag(false) } });
+  }
+  if (emptyFinal) {
+    reply({
+      infer_response: {
+        model_name: req.model_name ?? '', model_version: req.model_version ?? '', id,
+        outputs: [], raw_output_contents: [], parameters: finalFlag(true),
+      },
+    });
+  }
+}
+
+/** The request's `triton_enable_empty_final_response`, which Triton requires to be a bool parameter. */
+function emptyFinalRequested(req: ModelInferRequestMsg): boolean {
+  const p = req.parameters?.triton_enable_empty_final_response;
+  if (p === undefined) return false;
+  if (p.bool_param === undefined && p.parameter_choice !== 'bool_param') {
+    throw invalidArg("invalid value type for 'triton_enable_empty_final_response' parameter, expected bool_param.");
+  }
+  return p.bool_param === true;
 }
 
 function decodeInferRequest(msg: ModelInferRequestMsg): InferRequest {

@@ -29,8 +29,11 @@ export type TritonFault =
   | { kind: 'latency'; ms: number };
 
 export interface TritonReference extends ReferenceServers {
-  /** inferCalls counts inference requests received (REST, gRPC, each stream message), failed ones included. */
-  stats: { inferCalls: number };
+  /**
+   * inferCalls counts inference requests received (REST, gRPC, each stream message), failed ones included;
+   * activeStreams is the number of ModelStreamInfer calls open now (a call closes when it ends or is cancelled).
+   */
+  stats: { inferCalls: number; activeStreams: number };
   /**
    * Makes inference calls misbehave from now on (undefined: healthy). Metadata, readiness and health answer
    * normally. A call takes the fault in effect when it arrives; calls already hung stay hung until close().
@@ -45,7 +48,7 @@ export async function startTritonReference(opts: TritonReferenceOptions = {}): P
     throw new RangeError(`maxConcurrency must be a positive integer, got ${maxConcurrency}`);
   }
   const slots = new Slots(maxConcurrency ?? Infinity);
-  const stats = { inferCalls: 0 };
+  const stats = { inferCalls: 0, activeStreams: 0 };
   let fault: TritonFault | undefined;
   // Hung calls wait on this; close() settles it so that their handlers finish instead of lingering as
   // promises that nothing will ever resolve (their sockets are dropped by close() anyway).
@@ -80,7 +83,8 @@ export async function startTritonReference(opts: TritonReferenceOptions = {}): P
     }
   };
 
-  const servers = await listenBoth(opts, createRestServer(onInfer), () => createGrpcServer(onInfer));
+  const streams = { opened: () => void stats.activeStreams++, closed: () => void stats.activeStreams-- };
+  const servers = await listenBoth(opts, createRestServer(onInfer), () => createGrpcServer(onInfer, streams));
   return {
     ...servers,
     stats,

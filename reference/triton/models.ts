@@ -14,7 +14,7 @@ export const SERVER_METADATA = {
 } as const;
 
 /** Triton's error kinds that this server can produce; each front end maps them to its status codes. */
-export type ErrorCode = 'INVALID_ARG' | 'NOT_FOUND' | 'UNAVAILABLE' | 'INTERNAL';
+export type ErrorCode = 'INVALID_ARG' | 'NOT_FOUND' | 'UNAVAILABLE' | 'UNSUPPORTED' | 'INTERNAL';
 
 export class TritonError extends Error {
   override readonly name = 'TritonError';
@@ -29,6 +29,8 @@ export interface TensorSpec {
   readonly name: string;
   readonly datatype: Datatype;
   readonly shape: readonly number[];
+  /** An input the request may leave out (Triton's `optional: true`); not part of the metadata. */
+  readonly optional?: boolean;
 }
 
 export interface Model {
@@ -39,8 +41,20 @@ export interface Model {
   readonly ready: boolean;
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
+  /**
+   * Triton's decoupled transaction policy (`model_transaction_policy { decoupled: true }`): the model answers a
+   * request with `respond` (any number of responses) and only ModelStreamInfer can call it.
+   */
+  readonly decoupled?: boolean;
   /** Called only with inputs already validated against `inputs`; returns every output, in `outputs` order. */
   run(version: string, inputs: ReadonlyMap<string, Tensor>): Tensor[];
+  /** Decoupled models: the responses to one request, in order, each sent `delayMs` after the previous one. */
+  respond?(version: string, inputs: ReadonlyMap<string, Tensor>): DecoupledResponse[];
+}
+
+export interface DecoupledResponse {
+  readonly delayMs: number;
+  readonly outputs: Tensor[];
 }
 
 export interface RequestedOutput {
@@ -70,7 +84,8 @@ export interface InferResult {
  */
 export type InferHook = () => Promise<void>;
 
-// Every model here is batched like a Triton model with max_batch_size > 0: dim 0 of each tensor is the batch.
+// Every model here but repeat_int32 is batched like a Triton model with max_batch_size > 0: dim 0 of each tensor
+// is the batch.
 
 function input(inputs: ReadonlyMap<string, Tensor>, name: string): Tensor {
   const t = inputs.get(name);
@@ -143,6 +158,25 @@ function identityModel(datatype: Datatype): Model {
   };
 }
 
+/**
+ * Triton's repeat example (python_backend/examples/decoupled), decoupled and not batched (max_batch_size 0):
+ * one response per element of IN, each with OUT (that element) and IDX (its index), sent DELAY[i] ms after the
+ * previous one (DELAY is optional, as the example's WAIT is left out); the final flag comes on its own after the
+ * last response, so a request with an empty IN gets no response at all, only the final flag.
+ */
+function runRepeat(_version: string, inputs: ReadonlyMap<string, Tensor>): DecoupledResponse[] {
+  const values = decodeElements('INT32', input(inputs, 'IN').data).map(Number);
+  const delay = inputs.get('DELAY'); // as long as IN: validateInputs checks dim 0 of every input agrees
+  const delays = delay === undefined ? [] : decodeElements('UINT32', delay.data).map(Number);
+  return values.map((value, i) => ({
+    delayMs: delays[i] ?? 0,
+    outputs: [
+      { name: 'OUT', datatype: 'INT32', shape: [1], data: encodeElements('INT32', [value]) },
+      { name: 'IDX', datatype: 'UINT32', shape: [1], data: encodeElements('UINT32', [i]) },
+    ],
+  }));
+}
+
 const MODEL_LIST: readonly Model[] = [
   {
     name: 'linear',
@@ -163,6 +197,19 @@ const MODEL_LIST: readonly Model[] = [
     run: runSimple,
   },
   ...DATATYPES.map(identityModel),
+  {
+    name: 'repeat_int32',
+    platform: 'reference_repeat',
+    versions: ['1'],
+    ready: true,
+    decoupled: true,
+    inputs: [{ name: 'IN', datatype: 'INT32', shape: [-1] }, { name: 'DELAY', datatype: 'UINT32', shape: [-1], optional: true }],
+    outputs: [{ name: 'OUT', datatype: 'INT32', shape: [1] }, { name: 'IDX', datatype: 'UINT32', shape: [1] }],
+    run: () => {
+      throw new TritonError('INTERNAL', 'decoupled model ran as a unary one');
+    },
+    respond: runRepeat,
+  },
   {
     name: 'unready',
     platform: 'reference_unready',
@@ -206,10 +253,12 @@ export function modelMetadata(name: string, version?: string): ModelMetadata {
     name: model.name,
     versions: version ? [resolved.version] : [...model.versions],
     platform: model.platform,
-    inputs: [...model.inputs],
-    outputs: [...model.outputs],
+    inputs: model.inputs.map(specMetadata),
+    outputs: model.outputs.map(specMetadata),
   };
 }
+
+const specMetadata = ({ name, datatype, shape }: TensorSpec): TensorSpec => ({ name, datatype, shape: [...shape] });
 
 export interface RepositoryEntry {
   name: string;
@@ -241,18 +290,41 @@ export function resolveServable(name: string, version?: string): { model: Model;
   return resolved;
 }
 
+/**
+ * What Triton's unary front ends answer for a decoupled model, before reading the request's tensors: they can
+ * carry one response only. `endpoint` is how Triton names the front end in the message ("ModelInfer RPC",
+ * "HTTP end point").
+ */
+export function refuseDecoupled(model: Model, endpoint: string): void {
+  if (model.decoupled) throw new TritonError('UNSUPPORTED', `${endpoint} doesn't support models with decoupled transaction policy`);
+}
+
 export function infer(request: InferRequest): InferResult {
   const { model, version } = resolveServable(request.modelName, request.modelVersion);
   const inputs = validateInputs(model, request.inputs);
   const requested = validateOutputs(model, request.outputs ?? []);
-  const produced = model.run(version, inputs);
-  if (requested.length === 0) return { modelName: model.name, modelVersion: version, outputs: produced };
-  const outputs = requested.map((r) => {
+  return { modelName: model.name, modelVersion: version, outputs: selectOutputs(model, model.run(version, inputs), requested) };
+}
+
+/** The outputs a request asked for (all when it names none), top-k classified where asked. */
+function selectOutputs(model: Model, produced: Tensor[], requested: readonly RequestedOutput[]): Tensor[] {
+  if (requested.length === 0) return produced;
+  return requested.map((r) => {
     const tensor = produced.find((t) => t.name === r.name);
     if (!tensor) throw new TritonError('INTERNAL', `model '${model.name}' did not produce output '${r.name}'`);
     return r.classification ? classify(tensor, r.classification) : tensor;
   });
-  return { modelName: model.name, modelVersion: version, outputs };
+}
+
+/** A decoupled model's responses to one request (ModelStreamInfer only), validated as infer() validates. */
+export function inferDecoupled(request: InferRequest): { modelName: string; modelVersion: string; responses: DecoupledResponse[] } {
+  const { model, version } = resolveServable(request.modelName, request.modelVersion);
+  if (!model.respond) throw new TritonError('INTERNAL', `model '${model.name}' is not decoupled`);
+  const inputs = validateInputs(model, request.inputs);
+  const requested = validateOutputs(model, request.outputs ?? []);
+  const responses = model.respond(version, inputs)
+    .map((r) => ({ delayMs: r.delayMs, outputs: selectOutputs(model, r.outputs, requested) }));
+  return { modelName: model.name, modelVersion: version, responses };
 }
 
 function validateInputs(model: Model, given: readonly Tensor[]): Map<string, Tensor> {
@@ -280,7 +352,7 @@ function validateInputs(model: Model, given: readonly Tensor[]): Map<string, Ten
     checkDataSize(t, where);
     byName.set(t.name, t);
   }
-  const missing = model.inputs.filter((s) => !byName.has(s.name)).map((s) => `'${s.name}'`);
+  const missing = model.inputs.filter((s) => !s.optional && !byName.has(s.name)).map((s) => `'${s.name}'`);
   if (missing.length > 0) {
     throw invalidArg(`expected ${model.inputs.length} inputs but got ${given.length} inputs ${where}: missing input ${missing.join(', ')}`);
   }

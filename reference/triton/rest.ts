@@ -7,7 +7,7 @@ import zlib from 'node:zlib';
 import { HttpError, createBufferedServer, readLimitedBody } from '../common/http.js';
 import { parseJson, stringifyJson, type JsonObject, type JsonValue } from './json.js';
 import {
-  SERVER_METADATA, TritonError, infer, modelMetadata, repositoryIndex, resolveModel, resolveServable,
+  SERVER_METADATA, TritonError, infer, modelMetadata, refuseDecoupled, repositoryIndex, resolveModel, resolveServable,
   type ErrorCode, type InferHook, type InferRequest, type InferResult, type RequestedOutput,
 } from './models.js';
 import {
@@ -17,7 +17,7 @@ import {
 const MAX_BODY_BYTES = 64 * 1024 * 1024; // Triton's default HTTP input limit
 const MAX_HEADER_LENGTH = 2 ** 31 - 1; // Triton parses Inference-Header-Content-Length as an int32
 const MODEL_ROUTE = /^\/v2\/models\/([^/]+)(?:\/versions\/([0-9]+))?(?:\/(infer|ready))?$/;
-const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = { INVALID_ARG: 400, NOT_FOUND: 404, UNAVAILABLE: 503, INTERNAL: 500 };
+const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = { INVALID_ARG: 400, NOT_FOUND: 404, UNAVAILABLE: 503, UNSUPPORTED: 501, INTERNAL: 500 };
 
 const badRequest = (message: string): HttpError => new HttpError(400, message);
 
@@ -45,7 +45,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, p
   if (route[3] === 'infer') {
     allow(req, 'POST');
     await onInfer();
-    resolveServable(name, version); // like Triton, an unknown or unready model fails before the body is parsed
+    // Like Triton, an unknown, unready or decoupled model fails before the body is parsed.
+    refuseDecoupled(resolveServable(name, version).model, 'HTTP end point');
     const decoded = decodeInferRequest(body, req.headers['inference-header-content-length'], name, version);
     const reply = encodeInferResponse(infer(decoded.request), decoded);
     return send(res, 200, reply.body, reply.headers);

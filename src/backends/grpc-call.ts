@@ -85,14 +85,37 @@ export class GrpcEndpoint {
    * caller's cancellation cover the whole stream; leaving the loop early
    * cancels the call. Errors are mapped as for call().
    */
-  async *serverStream<Req, Res>(method: Rpc<Req, Res>, request: Req, opts: CallOptions): AsyncGenerator<Res> {
+  serverStream<Req, Res>(method: Rpc<Req, Res>, request: Req, opts: CallOptions): AsyncGenerator<Res> {
+    return this.readStream(opts, (metadata, options) =>
+      this.client.makeServerStreamRequest(method.path, method.serialize, method.deserialize, request, metadata, options),
+    );
+  }
+
+  /**
+   * A bidirectional call used as a request and its stream of replies: the one
+   * request is written and the sending side closed at once (the server ends
+   * the stream when it has answered), then each reply as it arrives. Deadline,
+   * cancellation, early exit and errors as for serverStream().
+   */
+  bidiStream<Req, Res>(method: Rpc<Req, Res>, request: Req, opts: CallOptions): AsyncGenerator<Res> {
+    return this.readStream(opts, (metadata, options) => {
+      const call = this.client.makeBidiStreamRequest(method.path, method.serialize, method.deserialize, metadata, options);
+      call.write(request);
+      call.end();
+      return call;
+    });
+  }
+
+  /** Opens a streaming call (when the generator is first pulled) and yields its replies; see serverStream(). */
+  private async *readStream<Res>(
+    opts: CallOptions,
+    open: (metadata: grpc.Metadata, options: grpc.CallOptions) => grpc.ClientReadableStream<Res> | grpc.ClientDuplexStream<unknown, Res>,
+  ): AsyncGenerator<Res> {
     if (this.closed) throw unavailable(`backend ${this.kind} ${this.endpoint} is closed`);
     if (opts.signal?.aborted) throw this.cancelled(undefined, opts.signal);
     const metadata = new grpc.Metadata();
     if (opts.requestId) metadata.set('x-request-id', opts.requestId);
-    const call = this.client.makeServerStreamRequest(method.path, method.serialize, method.deserialize, request, metadata, {
-      deadline: new Date(opts.deadline),
-    });
+    const call = open(metadata, { deadline: new Date(opts.deadline) });
     let sawHeaders = false;
     call.on('metadata', () => {
       sawHeaders = true;

@@ -4,6 +4,8 @@ import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { startGateway, type RunningGateway } from '../gateway.js';
 import { createLogger } from '../observability/logger.js';
+import { batchCommand } from './batch-command.js';
+import { streamCommand } from './stream-command.js';
 
 const USAGE = `Usage: infergate <command> [options]
 
@@ -13,6 +15,12 @@ Commands:
   validate FILE [FILE...]   check config files; exits 1 naming each problem
   demo                      run the gateway with config/demo.yaml and the reference
                             Triton server on loopback: no external service needed
+  batch --model M --input FILE --output FILE [options]
+                            predict every row of a JSONL, CSV or Parquet file; resumable
+                            (infergate batch --help for its options)
+  stream --config FILE [--name NAME]
+                            run the config's stream processors (Redis Streams) without the
+                            listeners (infergate stream --help for its options)
 
 Environment overrides (serve, demo, validate):
   INFERGATE_HTTP_PORT, INFERGATE_GRPC_PORT, INFERGATE_HTTP_HOST, INFERGATE_GRPC_HOST
@@ -30,6 +38,10 @@ export async function main(argv: string[]): Promise<number> {
         return await validate(rest);
       case 'demo':
         return await demo(rest);
+      case 'batch':
+        return await batchCommand(rest);
+      case 'stream':
+        return await streamCommand(rest);
       case undefined:
       case 'help':
       case '--help':

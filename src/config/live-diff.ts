@@ -16,15 +16,18 @@ export interface ConfigChange {
 /** Values longer than this are cut in diff lines: a diff is for reading, the config text has the rest. */
 const MAX_VALUE_CHARS = 120;
 
+/** Sections built once at startup: the Redis connection carries the sync itself; the cache store, job workers and stream processors hold connections of their own. */
+const STARTUP_SECTIONS: ReadonlySet<string> = new Set(['redis', 'cache', 'jobs', 'streams']);
+
 /**
  * Keys a running gateway cannot change: listeners are bound, limits are baked
- * into the servers, and the Redis connection carries the sync itself. The log
+ * into the servers, and the startup sections hold their connections. The log
  * level is the exception: it applies live.
  */
 export function needsRestart(path: readonly string[]): boolean {
   const [section, key] = path;
   if (section === 'server') return key !== 'log_level';
-  return section === 'redis';
+  return section !== undefined && STARTUP_SECTIONS.has(section);
 }
 
 /**
@@ -32,11 +35,14 @@ export function needsRestart(path: readonly string[]): boolean {
  * except the restart-only sections, which stay as they run now.
  */
 export function liveEffective(running: GatewayConfig, next: GatewayConfig): GatewayConfig {
-  const { redis: _ignored, ...rest } = next;
+  const { redis: _redis, jobs: _jobs, ...rest } = next;
   return {
     ...rest,
     server: { ...running.server, log_level: next.server.log_level },
+    cache: running.cache,
+    streams: running.streams,
     ...(running.redis !== undefined ? { redis: running.redis } : {}),
+    ...(running.jobs !== undefined ? { jobs: running.jobs } : {}),
   };
 }
 

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { BACKEND_KINDS, BACKEND_PROTOCOLS } from '../backends/backend.js';
 import { MODEL_NAME_PATTERN } from '../core/names.js';
 import { parseExperiments } from './experiment-schema.js';
+import { jobsSchema } from './jobs-schema.js';
+import { streamModelProblems, streamsSchema } from './stream-schema.js';
 import { parseRouteConfig, type RouteNodeConfig } from './route-schema.js';
 
 /**
@@ -183,6 +185,10 @@ export const baseConfigSchema = z.strictObject({
   models: z.record(z.string().regex(MODEL_NAME_PATTERN, 'is not a valid model name'), z.unknown()),
   /** A/B experiments on public models; checked by experiment-schema.ts (arms are routing nodes). */
   experiments: z.unknown().optional(),
+  /** Durable batch jobs over Redis (POST /v1/jobs); startup config. */
+  jobs: jobsSchema.optional(),
+  /** Stream processors run inside the gateway (Redis Streams in, predictions out); startup config. */
+  streams: streamsSchema,
 });
 
 /**
@@ -194,6 +200,7 @@ export const configSchema = baseConfigSchema.transform((base, ctx) => {
   const routes = parseRouteConfig(base);
   const experiments = parseExperiments(base);
   for (const p of [...routes.problems, ...experiments.problems]) ctx.addIssue({ code: 'custom', message: p.message, path: [...p.path] });
+  for (const message of streamModelProblems(base.streams, Object.keys(base.models))) ctx.addIssue({ code: 'custom', message, path: ['streams'] });
   return { ...base, targets: routes.targets, models: routes.models, experiments: experiments.experiments };
 });
 

@@ -211,19 +211,35 @@ export class InferenceService {
   }
 
   /**
-   * An answer in parts, for front doors that stream (TorchServe's): the
-   * backend's own stream where its adapter has one, else the one answer of
-   * infer() as a single part. Routing works as for infer() up to the first
-   * part: a fallback may move on until then, not after (parts have been sent).
+   * An answer in parts, for front doors that stream (v2 ModelStreamInfer,
+   * TorchServe's): the backend's own stream where its adapter has one, else
+   * the one answer of a backend call as a single part (as also for leaves
+   * with a cache or a batcher). Routing and experiments work as for infer() up
+   * to the first part: a fallback may move on until then, not after (parts
+   * have been sent). Shadow traffic does not mirror streams.
    */
   async *inferStream(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): AsyncIterable<InferResponse> {
     const { route } = target;
-    const run: Run = { leaf: undefined, attempts: 0, health: this.health, cache: undefined };
+    const runtime = this.runtime;
+    const run: Run = { leaf: undefined, attempts: 0, health: runtime.health, cache: this.cache };
+    const assignment = runtime.experiments?.assign(route.name, ctx);
+    if (assignment !== undefined) ctx.onVariant?.(assignment.experiment, assignment.arm);
+    const started = performance.now();
     let opened: OpenedStream;
+    let ok = false;
     try {
-      opened = await execute(route.tree, req, ctx, openStreamAt, run);
+      opened = await execute(assignment?.node ?? route.tree, req, ctx, openStreamAt, run);
+      ok = true;
     } finally {
       if (run.leaf !== undefined) ctx.onServed?.(run.leaf.id, run.attempts);
+      // An arm is judged by its first part: the time to it and whether it came.
+      if (assignment !== undefined) {
+        runtime.experiments!.record(assignment, {
+          ok,
+          latencyMs: performance.now() - started,
+          ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
+        });
+      }
     }
     try {
       const first = opened.first;
@@ -405,6 +421,8 @@ async function callOnce(
  * them.
  */
 const openStreamAt = async (leaf: LeafNode, req: InferRequest, ctx: RequestContext, run: Run): Promise<OpenedStream> => {
+  // A leaf with a cache or a batcher answers once, through them, as for infer().
+  if (leaf.serving !== undefined) return { first: await inferAt(leaf, req, ctx, run), rest: undefined, release: () => {} };
   const skip = knownHealth(leaf, run.health);
   const backendReq: InferRequest = { ...req, model: leaf.backendModel, version: versionAt(leaf, req.version) };
   const held = await leaf.backend.hold(async (endpoint) => {

@@ -193,8 +193,9 @@ describe('REST server endpoints', () => {
 
   it('lists the repository, optionally only ready versions', async () => {
     const rows = json<{ name: string; version: string; state: string; reason?: string }[]>(await http('POST', '/v2/repository/index'));
-    expect(rows).toHaveLength(2 + 1 + DATATYPES.length + 1);
+    expect(rows).toHaveLength(2 + 1 + DATATYPES.length + 1 + 1); // linear x2, simple, identity_*, repeat_int32, unready
     expect(rows).toContainEqual({ name: 'linear', version: '2', state: 'READY' });
+    expect(rows).toContainEqual({ name: 'repeat_int32', version: '1', state: 'READY' });
     expect(rows).toContainEqual(expect.objectContaining({ name: 'unready', version: '1', state: 'UNAVAILABLE', reason: expect.any(String) }));
     const ready = json<{ state: string }[]>(await post('/v2/repository/index', { ready: true }));
     expect(ready).toHaveLength(rows.length - 1);
@@ -525,6 +526,94 @@ describe('gRPC', () => {
     expect(replies[0]?.infer_response?.raw_output_contents[0]?.equals(le('INT16', [1, -2]))).toBe(true);
     expect(replies[1]).toEqual({ error_message: "Request for unknown model: 'nope' is not found" });
     expect(replies[2]?.infer_response?.raw_output_contents[0]?.equals(le('INT16', [300]))).toBe(true);
+  });
+});
+
+describe('decoupled model repeat_int32 (ModelStreamInfer only)', () => {
+  interface StreamReply {
+    error_message?: string;
+    infer_response?: {
+      id?: string;
+      model_name?: string;
+      outputs?: { name: string; datatype: string; shape: string[] }[];
+      raw_output_contents?: Buffer[];
+      parameters?: Record<string, { bool_param?: boolean }>;
+    };
+  }
+  const repeat = (id: string, values: number[], extra: object = {}) => ({
+    model_name: 'repeat_int32', id, inputs: [{ name: 'IN', datatype: 'INT32', shape: [values.length] }], raw_input_contents: [le('INT32', values)], ...extra,
+  });
+  const emptyFinal = { parameters: { triton_enable_empty_final_response: { bool_param: true } } };
+  const final = (r: StreamReply | undefined) => r?.infer_response?.parameters?.triton_final_response?.bool_param ?? false;
+
+  async function stream(requests: object[]): Promise<StreamReply[]> {
+    const call = (client.ModelStreamInfer as () => grpc.ClientDuplexStream<object, StreamReply>)();
+    const replies: StreamReply[] = [];
+    call.on('data', (m: StreamReply) => replies.push(m));
+    for (const r of requests) call.write(r);
+    call.end();
+    await once(call, 'end');
+    return replies;
+  }
+
+  it('is listed with its inputs, DELAY among them, and no optional marker in the metadata', async () => {
+    expect(await rpc('ModelMetadata', { name: 'repeat_int32' })).toEqual({
+      name: 'repeat_int32', versions: ['1'], platform: 'reference_repeat',
+      inputs: [{ name: 'IN', datatype: 'INT32', shape: ['-1'] }, { name: 'DELAY', datatype: 'UINT32', shape: ['-1'] }],
+      outputs: [{ name: 'OUT', datatype: 'INT32', shape: ['1'] }, { name: 'IDX', datatype: 'UINT32', shape: ['1'] }],
+    });
+  });
+
+  it('answers one response per element of IN, flagged not final, then an empty final one only when asked', async () => {
+    const replies = await stream([repeat('a', [7, -1, 42]), repeat('b', [5], emptyFinal)]);
+    expect(replies).toHaveLength(3 + 1 + 1);
+    replies.slice(0, 3).forEach((r, i) => {
+      expect(r.infer_response?.id).toBe('a');
+      expect(r.infer_response?.outputs).toEqual([{ name: 'OUT', datatype: 'INT32', shape: ['1'] }, { name: 'IDX', datatype: 'UINT32', shape: ['1'] }]);
+      expect(r.infer_response?.raw_output_contents?.[0]?.equals(le('INT32', [[7, -1, 42][i]!]))).toBe(true);
+      expect(r.infer_response?.raw_output_contents?.[1]?.equals(le('UINT32', [i]))).toBe(true);
+      expect(final(r)).toBe(false);
+    });
+    expect(replies[3]?.infer_response?.raw_output_contents?.[0]?.equals(le('INT32', [5]))).toBe(true);
+    expect(final(replies[3])).toBe(false);
+    expect(replies[4]?.infer_response).toMatchObject({ id: 'b', model_name: 'repeat_int32', parameters: { triton_final_response: { bool_param: true } } });
+    expect(replies[4]?.infer_response?.outputs ?? []).toEqual([]);
+  });
+
+  it('an empty IN gets no response, or only the empty final one; a non-decoupled model\'s one response is final', async () => {
+    const replies = await stream([repeat('none', []), repeat('only-final', [], emptyFinal)]);
+    expect(replies.map((r) => [r.infer_response?.id, final(r), r.infer_response?.outputs?.length ?? 0])).toEqual([['only-final', true, 0]]);
+    const [unary] = await stream([{ model_name: 'identity_int32', id: 'u', inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 1] }], raw_input_contents: [le('INT32', [3])] }]);
+    expect(final(unary)).toBe(true);
+  });
+
+  it('reports bad requests in-band: inputs, DELAY length, the final-response parameter', async () => {
+    const replies = await stream([
+      repeat('x', [1], { inputs: [{ name: 'IN', datatype: 'INT64', shape: [1] }], raw_input_contents: [le('INT64', [1n])] }),
+      { ...repeat('y', [1, 2]), inputs: [{ name: 'IN', datatype: 'INT32', shape: [2] }, { name: 'DELAY', datatype: 'UINT32', shape: [1] }], raw_input_contents: [le('INT32', [1, 2]), le('UINT32', [0])] },
+      repeat('z', [1], { parameters: { triton_enable_empty_final_response: { int64_param: '1' } } }),
+    ]);
+    expect(replies.map((r) => r.error_message)).toEqual([
+      expect.stringContaining("data-type is 'INT64'"), expect.stringContaining('DELAY'), expect.stringContaining('expected bool_param'),
+    ]);
+  });
+
+  it('unary ModelInfer and REST refuse it as Triton does', async () => {
+    await expect(rpc('ModelInfer', repeat('u', [1]))).rejects.toEqual(
+      rpcError(grpc.status.UNIMPLEMENTED, "ModelInfer RPC doesn't support models with decoupled transaction policy"));
+    const r = await post('/v2/models/repeat_int32/infer', { inputs: [{ name: 'IN', datatype: 'INT32', shape: [1], data: [1] }] });
+    expect([r.status, json(r)]).toEqual([501, { error: "HTTP end point doesn't support models with decoupled transaction policy" }]);
+  });
+
+  it('counts open streams; a cancelled one stops sending and is counted closed', async () => {
+    const call = (client.ModelStreamInfer as () => grpc.ClientDuplexStream<object, StreamReply>)();
+    call.on('error', () => {}); // CANCELLED, below
+    call.write(repeat('slow', [1, 2, 3], { inputs: [{ name: 'IN', datatype: 'INT32', shape: [3] }, { name: 'DELAY', datatype: 'UINT32', shape: [3] }], raw_input_contents: [le('INT32', [1, 2, 3]), le('UINT32', [0, 60_000, 0])] }));
+    const [first] = (await once(call, 'data')) as [StreamReply];
+    expect(first.infer_response?.raw_output_contents?.[0]?.equals(le('INT32', [1]))).toBe(true);
+    expect(ref.stats.activeStreams).toBe(1);
+    call.cancel();
+    await expect.poll(() => ref.stats.activeStreams).toBe(0);
   });
 });
 

@@ -3,7 +3,8 @@ import * as grpc from '@grpc/grpc-js';
 import { GRPC_FRONT_DOORS } from './front-doors.js';
 import { admitCall, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
 import type { RequestTicket } from '../admission.js';
-import { toGatewayError, type GatewayError } from '../../core/errors.js';
+import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
+import type { InferRequest, InferResponse } from '../../core/inference.js';
 import type { Logger } from '../../observability/logger.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import {
@@ -69,14 +70,7 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
         call.emit('error', serviceError(log, 'ModelStreamInfer', undefined, err));
         return;
       }
-      const signal = ticket?.signal;
-      // Each message of a long-lived stream gets its own deadline and request id.
-      const newContext = (): RequestContext => ({
-        deadline: Date.now() + opts.requestTimeoutMs,
-        requestId: randomUUID(),
-        ...(signal !== undefined ? { signal } : {}),
-      });
-      streamInfer(call, service, newContext, log, () => ticket?.end());
+      streamInfer(call, service, opts, ticket);
     },
   };
   server.addService(INFERENCE_SERVICE, handlers);
@@ -84,37 +78,118 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
   return server;
 }
 
+/** Request parameter (Triton's): end each request's responses with an empty one flagged final. */
+const EMPTY_FINAL_PARAMETER = 'triton_enable_empty_final_response';
+/** Response parameter (Triton's): true on the last response of a request. */
+const FINAL_PARAMETER = 'triton_final_response';
+
+/** What pulling a request's next part gave: a part, the end of its parts, or its failure. */
+type Step = { readonly part: InferResponse } | { readonly end: true } | { readonly error: GatewayError };
+
+/** One request of a ModelStreamInfer stream, from its arrival until its last response is written. */
+interface StreamRequest {
+  readonly msg: ModelInferRequestMessage;
+  readonly requestId: string | undefined;
+  /** The answer's parts; undefined when the request failed before it reached a backend. */
+  readonly parts: AsyncIterator<InferResponse> | undefined;
+  /** The step asked for and not yet written: the first is asked for on arrival, the others one at a time. */
+  next: Promise<Step>;
+  /** The client asked for Triton's empty final response (the parameter is the gateway's to honour, not sent on). */
+  readonly emptyFinal: boolean;
+}
+
 /**
- * ModelStreamInfer: each request gets one response, in request order; a failed
- * request answers in-band with `error_message` (as Triton does) and the stream
- * goes on. At most STREAM_MAX_IN_FLIGHT requests are in progress; the stream
- * is paused beyond that, and writes wait for the transport to drain.
+ * ModelStreamInfer: each request is answered with every part its backend
+ * streams (service.inferStream: a TorchServe stream, a Triton decoupled
+ * model's responses; one part from any other model), each as its own
+ * response, and the responses of different requests in request order: all
+ * of the first request's, then the second's. Requests run concurrently, but
+ * only the oldest one's parts are pulled from its backend as they are
+ * written; a later request holds at most its first part until its turn. A
+ * failed request answers in-band with `error_message` (as Triton does) and
+ * the stream goes on. At most STREAM_MAX_IN_FLIGHT requests are in progress;
+ * the stream is paused beyond that, and writes wait for the transport to
+ * drain. A request with `triton_enable_empty_final_response` gets an empty
+ * response flagged `triton_final_response` after its last one, unless that
+ * one already carried the flag (as Triton answers). When the client goes
+ * away, every request still open is cancelled and its backend stream closed,
+ * and the stream's admission ticket ends once they all have.
  */
 function streamInfer(
   call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>,
   service: InferenceService,
-  newContext: () => RequestContext,
-  log: Logger,
-  done: () => void,
+  opts: GrpcApiOptions,
+  ticket: RequestTicket | undefined,
 ): void {
-  const pending: Promise<ModelStreamInferResponseMessage>[] = [];
+  const log = opts.logger;
+  // The stream's own signal, so its backend calls stop when the client goes away even without admission;
+  // the ticket's (a shutdown giving up) reaches it too.
+  const controller = new AbortController();
+  const ticketSignal = ticket?.signal;
+  if (ticketSignal?.aborted) controller.abort(ticketSignal.reason);
+  else ticketSignal?.addEventListener('abort', () => controller.abort(ticketSignal.reason), { once: true });
+  const signal = controller.signal;
+
+  const pending: StreamRequest[] = [];
   let inputEnded = false;
   let flushing = false;
   let cancelled = false;
+  let finished = false;
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    ticket?.end();
+  };
 
-  const answer = async (msg: ModelInferRequestMessage): Promise<ModelStreamInferResponseMessage> => {
-    const ctx = newContext();
+  // Each message of a long-lived stream gets its own deadline and request id.
+  const open = (msg: ModelInferRequestMessage): StreamRequest => {
+    const ctx: RequestContext = { deadline: Date.now() + opts.requestTimeoutMs, requestId: randomUUID(), signal };
+    let emptyFinal = false;
     try {
+      // Resolved before the tensors are decoded: an unknown model is NOT_FOUND whatever the inputs hold.
       const target = service.resolve(msg.model_name ?? '', msg.model_version ?? '');
-      const resp = await service.infer(inferRequestFromMessage(msg), ctx, target);
-      return { error_message: '', infer_response: inferResponseToMessage(resp) };
+      const request = inferRequestFromMessage(msg);
+      emptyFinal = emptyFinalRequested(request);
+      const parts = service.inferStream(withoutEmptyFinal(request), ctx, target)[Symbol.asyncIterator]();
+      return { msg, requestId: ctx.requestId, parts, next: pull(parts), emptyFinal };
     } catch (err) {
-      const error = toGatewayError(err);
-      logFailure(log, 'ModelStreamInfer', ctx.requestId, error);
-      return {
-        error_message: error.message,
-        infer_response: { model_name: msg.model_name ?? '', model_version: msg.model_version ?? '', id: msg.id ?? '' },
-      };
+      return { msg, requestId: ctx.requestId, parts: undefined, next: Promise.resolve({ error: toGatewayError(err) }), emptyFinal };
+    }
+  };
+
+  const write = async (reply: ModelStreamInferResponseMessage): Promise<void> => {
+    if (cancelled || call.cancelled) return;
+    if (!call.write(reply)) await drained(call);
+  };
+
+  const fail = (req: StreamRequest, error: GatewayError): Promise<void> => {
+    logFailure(log, 'ModelStreamInfer', req.requestId, error);
+    return write(errorReply(req, error));
+  };
+
+  /** Writes every response of the request at the head, pulling its parts one at a time. */
+  const answer = async (req: StreamRequest): Promise<void> => {
+    let lastFinal = false;
+    for (;;) {
+      const step = await req.next;
+      if (cancelled) return;
+      if ('error' in step) return fail(req, step.error);
+      if ('end' in step) {
+        if (req.emptyFinal && !lastFinal) await write(emptyFinalReply(req.msg));
+        return;
+      }
+      lastFinal = step.part.parameters?.[FINAL_PARAMETER] === true;
+      let reply: ModelStreamInferResponseMessage;
+      try {
+        reply = { error_message: '', infer_response: inferResponseToMessage(withRequestId(step.part, req.msg)) };
+      } catch (err) {
+        // A part the v2 codec cannot carry ends the request: its backend stream is closed, the failure told in-band.
+        await req.parts?.return?.().catch(() => undefined);
+        return fail(req, toGatewayError(err));
+      }
+      await write(reply);
+      if (cancelled || req.parts === undefined) return;
+      req.next = pull(req.parts);
     }
   };
 
@@ -123,22 +198,32 @@ function streamInfer(
     flushing = true;
     try {
       while (pending.length > 0 && !cancelled) {
-        const reply = await pending[0]!;
+        await answer(pending[0]!);
+        if (cancelled) return; // cancel() closes what is still pending
         pending.shift();
-        if (!call.write(reply)) await new Promise<void>((resolve) => call.once('drain', resolve));
         if (call.isPaused() && pending.length < STREAM_MAX_IN_FLIGHT) call.resume();
       }
       if (inputEnded && pending.length === 0 && !cancelled) {
         call.end();
-        done();
+        finish();
       }
     } finally {
       flushing = false;
     }
   };
 
+  /** The client went away (or the call failed): stop every open request and release its backend stream. */
+  const cancel = (): void => {
+    if (cancelled) return;
+    cancelled = true;
+    controller.abort(new GatewayError('CANCELLED', 'the client closed the stream before the answer'));
+    const open = pending.splice(0);
+    void Promise.allSettled(open.map((req) => req.parts?.return?.())).then(finish);
+  };
+
   call.on('data', (msg: ModelInferRequestMessage) => {
-    pending.push(answer(msg));
+    if (cancelled) return;
+    pending.push(open(msg));
     if (pending.length >= STREAM_MAX_IN_FLIGHT) call.pause();
     void flush();
   });
@@ -146,13 +231,76 @@ function streamInfer(
     inputEnded = true;
     void flush();
   });
-  call.on('cancelled', () => {
-    cancelled = true;
-    done();
-  });
-  call.on('error', () => {
-    cancelled = true;
-    done();
+  call.on('cancelled', cancel);
+  call.on('error', cancel);
+}
+
+/** Asks an answer for its next part; never rejects (a failure is a step), so steps may wait unobserved. */
+function pull(parts: AsyncIterator<InferResponse>): Promise<Step> {
+  return parts.next().then(
+    (r): Step => (r.done === true ? { end: true } : { part: r.value }),
+    (err: unknown): Step => ({ error: toGatewayError(err) }),
+  );
+}
+
+/** The request's `triton_enable_empty_final_response`; Triton accepts only a bool. */
+function emptyFinalRequested(req: InferRequest): boolean {
+  const value = req.parameters?.[EMPTY_FINAL_PARAMETER];
+  if (value === undefined || typeof value === 'boolean') return value === true;
+  throw invalidArgument(`invalid value type for '${EMPTY_FINAL_PARAMETER}' parameter, expected bool_param`);
+}
+
+function withoutEmptyFinal(req: InferRequest): InferRequest {
+  if (req.parameters?.[EMPTY_FINAL_PARAMETER] === undefined) return req;
+  const { [EMPTY_FINAL_PARAMETER]: _asked, ...parameters } = req.parameters;
+  const { parameters: _all, ...rest } = req;
+  return Object.keys(parameters).length > 0 ? { ...rest, parameters } : rest;
+}
+
+/** Parts after the first may not carry the request's id (the service sets it on the first); every response does. */
+function withRequestId(part: InferResponse, msg: ModelInferRequestMessage): InferResponse {
+  return part.id === undefined && msg.id ? { ...part, id: msg.id } : part;
+}
+
+function errorReply(req: StreamRequest, error: GatewayError): ModelStreamInferResponseMessage {
+  const { msg } = req;
+  return {
+    error_message: error.message,
+    infer_response: {
+      model_name: msg.model_name ?? '',
+      model_version: msg.model_version ?? '',
+      id: msg.id ?? '',
+      // A failure ends the request: said so to a client that counts on the final flag.
+      ...(req.emptyFinal ? { parameters: { [FINAL_PARAMETER]: { bool_param: true } } } : {}),
+    },
+  };
+}
+
+function emptyFinalReply(msg: ModelInferRequestMessage): ModelStreamInferResponseMessage {
+  return {
+    error_message: '',
+    infer_response: {
+      model_name: msg.model_name ?? '',
+      model_version: msg.model_version ?? '',
+      id: msg.id ?? '',
+      outputs: [],
+      raw_output_contents: [],
+      parameters: { [FINAL_PARAMETER]: { bool_param: true } },
+    },
+  };
+}
+
+/** Resolves when the call takes more writes, or is cancelled (when 'drain' never comes). */
+function drained(call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>): Promise<void> {
+  if (call.cancelled) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off('drain', done);
+      call.off('cancelled', done);
+      resolve();
+    };
+    call.on('drain', done);
+    call.on('cancelled', done);
   });
 }
 

@@ -10,6 +10,7 @@ import { readBody } from './body.js';
 import { REQUEST_ID_HEADER, requestIdFrom, type HttpContext, type HttpEnv } from './context.js';
 import type { BackendStatus } from '../../resilience/resilient-backend.js';
 import type { CacheStats } from '../../cache/response-cache.js';
+import type { StreamProcessorMetrics } from '../../streaming/stream-processor.js';
 
 export interface AdminApiOptions {
   readonly live: LiveConfig;
@@ -26,6 +27,8 @@ export interface AdminApiOptions {
   backends?(): readonly BackendHealthView[];
   /** The response cache's counters and its store's state. */
   cache?(): CacheStats;
+  /** Each stream processor's counters, lag and latency. */
+  streams?(): Readonly<Record<string, StreamProcessorMetrics>>;
 }
 
 /** One backend in GET /admin/backends: its resilience state and what the background checks know of its models. */
@@ -44,6 +47,7 @@ const NO_STORE = { 'cache-control': 'no-store' } as const;
  *   GET  /admin/experiments               every experiment: state, arms, configured and effective weights, cuts
  *   PATCH /admin/experiments/{name}       {"state"?, "weights"?: {arm: n}}: applied as a config change (as PUT /admin/config)
  *   GET  /admin/cache                     the response cache: hits, misses, coalesced calls, the store's state
+ *   GET  /admin/streams                   stream processors: events in/out/failed/dead-lettered, lag, latency
  *   GET  /admin/backends                  every backend: endpoints (ejections, breaker state, calls, failures),
  *                                         load shedding, retry budget, and its models' readiness
  * Every call needs `Authorization: Bearer <key>`; with no key configured at all
@@ -106,6 +110,7 @@ export function createAdminApp(opts: AdminApiOptions): Hono<HttpEnv> {
   };
   app.get('/experiments', (c) => c.json({ version: live.current.version, experiments: opts.experiments?.() ?? [] }, 200, NO_STORE));
   app.get('/cache', (c) => c.json({ cache: opts.cache?.() ?? null }, 200, NO_STORE));
+  app.get('/streams', (c) => c.json({ streams: opts.streams?.() ?? {} }, 200, NO_STORE));
   app.get('/backends', (c) => c.json({ version: live.current.version, backends: opts.backends?.() ?? [] }, 200, NO_STORE));
   app.patch('/experiments/:name', async (c) => {
     const name = c.req.param('name');

@@ -42,7 +42,7 @@ const ALWAYS_ADMITTED: ReadonlySet<string> = new Set(['/v2', '/v2/health/live', 
 export function createHttpApp(
   service: InferenceService,
   opts: HttpApiOptions,
-  mounts: { readonly admin?: Hono<HttpEnv>; readonly experiments?: Hono<HttpEnv> } = {},
+  mounts: { readonly admin?: Hono<HttpEnv>; readonly experiments?: Hono<HttpEnv>; readonly jobs?: Hono<HttpEnv> } = {},
 ): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();
   // /admin (api/http/admin.ts) is built by the composition root, which owns the live config; it sets its own request id.
@@ -156,6 +156,8 @@ export function createHttpApp(
     );
   }
 
+  // Batch jobs (api/http/jobs.ts), after the middleware and ahead of TF Serving's catch-all /v1/*.
+  if (mounts.jobs !== undefined) app.route('/v1/jobs', mounts.jobs);
   for (const register of HTTP_FRONT_DOORS) register(app, service, opts);
 
   app.notFound(() => errorResponse(new GatewayError('NOT_FOUND', 'Not Found')));

@@ -6,7 +6,7 @@ import { TritonGrpcBackend } from '../../../src/backends/triton/grpc.js';
 import type { CallOptions } from '../../../src/backends/backend.js';
 import { DATATYPES, ELEMENT_SIZE, type DataType } from '../../../src/core/datatypes.js';
 import { GatewayError, type ErrorCode } from '../../../src/core/errors.js';
-import type { InferRequest } from '../../../src/core/inference.js';
+import type { InferRequest, InferResponse } from '../../../src/core/inference.js';
 import { joinBytesElements, type Tensor } from '../../../src/core/tensor.js';
 import { INFERENCE_SERVICE } from '../../../src/protocols/v2/grpc-proto.js';
 
@@ -311,5 +311,192 @@ describe('TritonGrpcBackend against a misbehaving server', () => {
 
   it('passes on UNIMPLEMENTED for an rpc the server lacks', async () => {
     await expectError(backend.modelReady('x', '', opts()), 'UNIMPLEMENTED', /./);
+  });
+});
+
+// ------------------------------------------------------------------ inferStream (ModelStreamInfer)
+
+function int32(values: readonly number[]): Buffer {
+  const b = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => b.writeInt32LE(v, i * 4));
+  return b;
+}
+
+function uint32(values: readonly number[]): Buffer {
+  const b = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => b.writeUInt32LE(v, i * 4));
+  return b;
+}
+
+/** A request to the reference's decoupled repeat_int32: one response per element, each DELAY[i] ms after the last. */
+function repeatRequest(values: readonly number[], delays?: readonly number[], id?: string): InferRequest {
+  const inputs: Tensor[] = [{ name: 'IN', datatype: 'INT32', shape: [values.length], data: int32(values) }];
+  if (delays !== undefined) inputs.push({ name: 'DELAY', datatype: 'UINT32', shape: [delays.length], data: uint32(delays) });
+  return { model: 'repeat_int32', version: '', ...(id !== undefined ? { id } : {}), inputs };
+}
+
+async function collectParts(parts: AsyncIterable<InferResponse>): Promise<InferResponse[]> {
+  const out: InferResponse[] = [];
+  for await (const part of parts) out.push(part);
+  return out;
+}
+
+describe('TritonGrpcBackend.inferStream against the reference Triton', () => {
+  let triton: TritonReference;
+  let backend: TritonGrpcBackend;
+
+  beforeAll(async () => {
+    triton = await startTritonReference();
+    backend = new TritonGrpcBackend({ endpoint: triton.grpcEndpoint, maxConnections: 1 });
+  });
+
+  afterAll(async () => {
+    await backend?.close();
+    await triton?.close();
+  });
+
+  afterEach(() => triton.setFault(undefined));
+
+  it('yields every response of a decoupled model, in order, and not the empty final one', async () => {
+    const parts = await collectParts(backend.inferStream(repeatRequest([4, -7, 2147483647], undefined, 'r-1'), opts()));
+    expect(parts).toHaveLength(3);
+    parts.forEach((part, i) => {
+      expect(part).toMatchObject({ model: 'repeat_int32', version: '1', id: 'r-1' });
+      expect(part.outputs.map((t) => [t.name, t.datatype, t.shape])).toEqual([['OUT', 'INT32', [1]], ['IDX', 'UINT32', [1]]]);
+      expect(part.outputs[0]!.data.equals(int32([[4, -7, 2147483647][i]!]))).toBe(true);
+      expect(part.outputs[1]!.data.equals(uint32([i]))).toBe(true);
+      expect(part.parameters?.triton_final_response).toBe(false);
+    });
+    expect(triton.stats.activeStreams).toBe(0);
+  });
+
+  it('yields nothing for a request the model answers with its final flag alone', async () => {
+    expect(await collectParts(backend.inferStream(repeatRequest([]), opts()))).toEqual([]);
+  });
+
+  it('yields the one response of a model that is not decoupled, equal to infer()', async () => {
+    const parts = await collectParts(backend.inferStream(linearRequest('1'), opts()));
+    const unary = await backend.infer(linearRequest('1'), opts());
+    expect(parts).toHaveLength(1);
+    expect(parts[0]!.outputs).toEqual(unary.outputs);
+    // Answered by a unary call, not a stream: Triton flags only stream responses as final.
+    expect(parts[0]!.parameters?.triton_final_response).toBeUndefined();
+  });
+
+  it("maps Triton's in-band error_message to the code its wording says, with the message", async () => {
+    await expectError(collectParts(backend.inferStream({ ...repeatRequest([1]), model: 'nope' }, opts())), 'NOT_FOUND', /^Request for unknown model: 'nope' is not found$/);
+    await expectError(collectParts(backend.inferStream({ ...repeatRequest([1]), version: '9' }, opts())), 'NOT_FOUND', /version 9 is not found/);
+    await expectError(collectParts(backend.inferStream({ ...linearRequest('1'), model: 'unready' }, opts())), 'UNAVAILABLE', /not at ready state/);
+    const wrongType: InferRequest = { model: 'repeat_int32', version: '', inputs: [{ name: 'IN', datatype: 'INT64', shape: [1], data: Buffer.alloc(8) }] };
+    await expectError(collectParts(backend.inferStream(wrongType, opts())), 'INVALID_ARGUMENT', /data-type is 'INT64'/);
+    await expectError(collectParts(backend.inferStream(repeatRequest([1, 2], [0]), opts())), 'INVALID_ARGUMENT', /DELAY/);
+    triton.setFault({ kind: 'error', status: 'INTERNAL', message: "Failed to process the request(s) for model 'repeat_int32', message: boom" });
+    await expectError(collectParts(backend.inferStream(repeatRequest([1]), opts())), 'INTERNAL', /message: boom/);
+  });
+
+  it('fails with DEADLINE_EXCEEDED when the stream outlives its deadline, after the parts that came', async () => {
+    const seen: InferResponse[] = [];
+    const parts = backend.inferStream(repeatRequest([1, 2], [0, 60_000]), opts(300));
+    await expectError((async () => {
+      for await (const part of parts) seen.push(part);
+    })(), 'DEADLINE_EXCEEDED', /did not answer within the deadline/);
+    expect(seen).toHaveLength(1);
+    await expect.poll(() => triton.stats.activeStreams).toBe(0);
+  });
+
+  it('cancels the backend stream when the signal aborts, mid-stream', async () => {
+    const controller = new AbortController();
+    const parts = backend.inferStream(repeatRequest([1, 2], [0, 60_000]), opts(10_000, { signal: controller.signal }))[Symbol.asyncIterator]();
+    const first = await parts.next();
+    expect(first.done).toBe(false);
+    expect(triton.stats.activeStreams).toBe(1);
+    const second = parts.next();
+    controller.abort();
+    await expectError(second, 'CANCELLED', /was cancelled/);
+    await expect.poll(() => triton.stats.activeStreams).toBe(0);
+  });
+
+  it('cancels the backend stream when the reader leaves early', async () => {
+    for await (const part of backend.inferStream(repeatRequest([1, 2], [0, 60_000]), opts())) {
+      expect(part.outputs[0]!.data.equals(int32([1]))).toBe(true);
+      break;
+    }
+    await expect.poll(() => triton.stats.activeStreams).toBe(0);
+  });
+
+  it('does not open a stream whose signal already aborted', async () => {
+    const before = triton.stats.inferCalls;
+    await expectError(collectParts(backend.inferStream(repeatRequest([1]), opts(5000, { signal: AbortSignal.abort() }))), 'CANCELLED', /cancelled/);
+    expect(triton.stats.inferCalls).toBe(before);
+  });
+});
+
+describe('TritonGrpcBackend.inferStream against a scripted server', () => {
+  let server: grpc.Server;
+  let backend: TritonGrpcBackend;
+  const seen: { requestId: string | undefined; emptyFinal: unknown }[] = [];
+  /** What the server does with each stream, by the request's model name. */
+  const scripts: Record<string, (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => void> = {
+    // A final response with data, and the stream left open: the data is the last part, and the end.
+    'final-with-data': (call) => {
+      call.write({ infer_response: { model_name: 'm', outputs: [{ name: 'OUT', datatype: 'INT32', shape: ['1'] }], raw_output_contents: [int32([1])], parameters: { triton_final_response: { bool_param: false } } } });
+      call.write({ infer_response: { model_name: 'm', outputs: [{ name: 'OUT', datatype: 'INT32', shape: ['1'] }], raw_output_contents: [int32([2])], parameters: { triton_final_response: { bool_param: true } } } });
+    },
+    // An empty final response and the stream left open: the end, not a part.
+    'empty-final': (call) => {
+      call.write({ infer_response: { model_name: 'm', outputs: [{ name: 'OUT', datatype: 'INT32', shape: ['1'] }], raw_output_contents: [int32([1])] } });
+      call.write({ infer_response: { model_name: 'm', id: 'x', parameters: { triton_final_response: { bool_param: true } } } });
+    },
+    // A model failure reported in-band, in Triton's words.
+    'in-band-error': (call) => {
+      call.write({ error_message: "Failed to process the request(s) for model 'm', message: TritonModelException: oops" });
+    },
+    // A status at the end of the stream (Triton's triton_grpc_error mode, or any server failure).
+    'status-error': (call) => {
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'queue full' });
+    },
+  };
+
+  beforeAll(async () => {
+    server = new grpc.Server();
+    server.addService(INFERENCE_SERVICE, {
+      // Every scripted model is decoupled: unary calls are refused as Triton refuses them.
+      ModelInfer: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+        callback({ code: grpc.status.UNIMPLEMENTED, details: "ModelInfer RPC doesn't support models with decoupled transaction policy" }),
+      ModelStreamInfer: (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
+        call.on('error', () => {});
+        call.once('data', (msg: { model_name?: string; parameters?: Record<string, { bool_param?: boolean }> }) => {
+          seen.push({ requestId: call.metadata.get('x-request-id')[0]?.toString(), emptyFinal: msg.parameters?.triton_enable_empty_final_response?.bool_param });
+          scripts[msg.model_name ?? '']?.(call);
+        });
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    backend = new TritonGrpcBackend({ endpoint: `127.0.0.1:${port}`, maxConnections: 1 });
+  });
+
+  afterAll(async () => {
+    await backend?.close();
+    server?.forceShutdown();
+  });
+
+  const request = (model: string): InferRequest => ({ model, version: '', inputs: [] });
+
+  it('ends after a final response that carries outputs, that response included', async () => {
+    const parts = await collectParts(backend.inferStream(request('final-with-data'), opts(5000, { requestId: 'req-7' })));
+    expect(parts.map((p) => p.outputs[0]!.data.readInt32LE(0))).toEqual([1, 2]);
+    expect(seen.at(-1)).toEqual({ requestId: 'req-7', emptyFinal: true });
+  });
+
+  it('ends at an empty final response without yielding it', async () => {
+    const parts = await collectParts(backend.inferStream(request('empty-final'), opts()));
+    expect(parts).toHaveLength(1);
+  });
+
+  it('maps an in-band model failure to INTERNAL and a stream status like a unary one', async () => {
+    await expectError(collectParts(backend.inferStream(request('in-band-error'), opts())), 'INTERNAL', /TritonModelException: oops/);
+    await expectError(collectParts(backend.inferStream(request('status-error'), opts())), 'RESOURCE_EXHAUSTED', /^queue full$/);
   });
 });
