@@ -48,6 +48,7 @@ export async function run(): Promise<BatchBenchResult> {
       config,
       [
         'server: { http: { host: 127.0.0.1, port: 0 }, grpc: { host: 127.0.0.1, port: 0 }, log_level: info }',
+        'auth: { enabled: false }',
         'backends:',
         `  triton: { kind: triton, protocol: grpc, endpoints: ["${backend.grpc}"] }`,
         'models:',

@@ -93,6 +93,7 @@ function gatewayYaml(backend: string, serial: string, redisUrl?: string): string
   http: { host: 127.0.0.1, port: 0 }
   grpc: { host: 127.0.0.1, port: 0 }
   log_level: info
+auth: { enabled: false }
 ${redisUrl !== undefined ? `cache: { redis: "${redisUrl}", command_timeout_ms: 50 }\n` : ''}backends:
   t: { kind: triton, protocol: rest, endpoints: ["${backend}"], health_check: { interval_ms: 0 } }
   serial: { kind: triton, protocol: rest, endpoints: ["${serial}"], health_check: { interval_ms: 0 }, concurrency: { max_in_flight: 4096, max_queued: 4096 } }

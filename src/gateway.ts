@@ -8,12 +8,14 @@ import { createAdaptorServer } from '@hono/node-server';
 import type * as grpc from '@grpc/grpc-js';
 import { bindGrpcServer, createGrpcServer } from './api/grpc/server.js';
 import { RequestAdmission } from './api/admission.js';
+import { AccessControl } from './api/auth/access-control.js';
 import { createAdminApp, type BackendHealthView } from './api/http/admin.js';
 import { createHttpApp } from './api/http/app.js';
 import { createJobsApp } from './api/http/jobs.js';
+import { createMetricsApp } from './api/http/metrics.js';
 import type { BackendCluster } from './backends/cluster.js';
 import { ConfigSync, type InstanceInfo } from './config/config-sync.js';
-import { LiveConfig, type ApplyResult } from './config/live-config.js';
+import { combineAppliers, LiveConfig, type ApplyResult } from './config/live-config.js';
 import { RuntimeSwitcher } from './config/live-runtime.js';
 import { ExperimentResultsWiring } from './experiments/results-wiring.js';
 import { watchConfigFile, type ConfigFileWatch } from './config/live-watch.js';
@@ -25,7 +27,8 @@ import { BatchJobs } from './jobs/job-queue.js';
 import { createRecordPredictor } from './routing/record-predictor.js';
 import { startStreamProcessors, type RunningStreamProcessors } from './streaming/stream-runner.js';
 import type { Logger } from './observability/logger.js';
-import type { InferenceService } from './routing/inference-service.js';
+import { GatewayMetrics } from './observability/metrics.js';
+import { SERVER_VERSION, type InferenceService } from './routing/inference-service.js';
 
 const LISTEN_BACKLOG = 4_096;
 /** After the drain time, how long requests get to write their 503 before connections are closed. */
@@ -85,14 +88,20 @@ export interface RunningGateway {
 export async function startGateway(config: GatewayConfig, logger: Logger, options: GatewayOptions = {}): Promise<RunningGateway> {
   const maxBody = config.server.max_body_bytes;
   const instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  // Credentials, scopes and rate limits; first, since a key_env that is not set stops the start here. Swapped with each config.
+  const access = new AccessControl(config, { env: options.env ?? process.env, logger });
   // Experiment results outlive config swaps: every runtime's splitter and shadow mirror report to this one object.
   const experimentResults = new ExperimentResultsWiring(config, logger);
   // The cache store is part of the startup config (changing it needs a restart); per-model policies apply live.
   const cache = new ResponseCache(createCacheStore(config.cache, logger), logger);
+  // Prometheus metrics (GET /metrics), on a registry of this gateway's own.
+  const metrics = new GatewayMetrics(SERVER_VERSION);
   const switcher = new RuntimeSwitcher(config, {
     maxBodyBytes: maxBody,
     logger,
     cache,
+    callObserver: metrics.backendCalls,
+    servingObservers: metrics.serving,
     experimentRecorder: experimentResults.results,
     shadowReporter: experimentResults.results,
     ...(options.retireAfterMs !== undefined ? { retireAfterMs: options.retireAfterMs } : {}),
@@ -113,7 +122,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   };
   const live = new LiveConfig(
     { config, text: options.configText },
-    { applier: switcher, logger, ...(options.env !== undefined ? { env: options.env } : {}) },
+    { applier: combineAppliers(access, switcher), logger, ...(options.env !== undefined ? { env: options.env } : {}) },
   );
 
   // Redis is part of the startup config only: changing it needs a restart.
@@ -131,10 +140,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
 
   // Startup settings: changing the limit or the drain needs a restart, like the listeners.
   const admission = new RequestAdmission(config.server.max_in_flight_requests);
-  const apiOptions = { requestTimeoutMs: config.server.request_timeout_ms, logger, admission };
+  const apiOptions = { requestTimeoutMs: config.server.request_timeout_ms, logger, admission, access, metrics: metrics.inference };
   let streams: RunningStreamProcessors | undefined;
   const admin = createAdminApp({
     live,
+    access,
     maxBodyBytes: maxBody,
     logger,
     instances: async () => (sync !== undefined ? sync.instances().catch(() => [self()]) : [self()]),
@@ -151,7 +161,15 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       ? new BatchJobs({ config: config.jobs, service, instanceId, logger, requestTimeoutMs: config.server.request_timeout_ms })
       : undefined;
   const jobsApi = createJobsApp(jobs, { maxBodyBytes: maxBody });
-  const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments, jobs: jobsApi });
+  metrics.attach({
+    configVersion: () => live.current.version,
+    admission,
+    backends: () => [...switcher.resilientBackends.values()].map((b) => b.status()),
+    cache: () => cache.stats(),
+    streams: () => streams?.metrics() ?? {},
+    ...(jobs !== undefined ? { jobs: () => jobs.stats() } : {}),
+  });
+  const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments, jobs: jobsApi, metrics: createMetricsApp(metrics) });
   const http = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
   // The guard and the results' Redis connection stop with the REST listener (at close(), or a failed start).
   http.once('close', () => void experimentResults.close());
@@ -175,6 +193,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     switcher.freeze();
     await switcher.close();
     await cache.close();
+    await access.close();
     throw err;
   }
   switcher.start();
@@ -257,6 +276,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
       await streamsStopped;
       await switcher.close();
       await cache.close();
+      await access.close();
       logger.info('gateway stopped');
     })();
     return closing;

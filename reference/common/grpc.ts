@@ -17,9 +17,9 @@ export function unaryCalls(codeOf: (err: unknown) => grpc.status) {
     const error = err instanceof Error ? err : new Error(String(err));
     return Object.assign(error, { code: codeOf(err), details: error.message });
   };
-  return <Req, Res>(fn: (request: Req) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> => (call, callback) => {
+  return <Req, Res>(fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> => (call, callback) => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => fn(call.request, call))
       .then((res) => callback(null, res), (err: unknown) => callback(toStatus(err)));
   };
 }

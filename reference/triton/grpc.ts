@@ -103,7 +103,7 @@ export function createGrpcServer(onInfer: InferHook, streams?: StreamActivity): 
     ModelReady: unary((req: ModelRefMsg) => ({ ready: resolveModel(req.name ?? '', req.version || undefined).model.ready })),
     ServerMetadata: unary(() => SERVER_METADATA),
     ModelMetadata: unary((req: ModelRefMsg) => modelMetadata(req.name ?? '', req.version || undefined)),
-    ModelInfer: unary((req: ModelInferRequestMsg) => modelInfer(onInfer, req)),
+    ModelInfer: unary((req: ModelInferRequestMsg, call) => modelInfer(onInfer, req, call.metadata)),
     ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequestMsg, StreamResponseMsg>) => streamInfer(onInfer, call, streams),
     RepositoryIndex: unary((req: { ready?: boolean }) => ({ models: repositoryIndex(req.ready ?? false) })),
   };
@@ -111,10 +111,19 @@ export function createGrpcServer(onInfer: InferHook, streams?: StreamActivity): 
   return server;
 }
 
+/** Metadata as one string per key (repeated values joined with ", ", binary ones base64). */
+function metadataRecord(metadata: grpc.Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, values] of Object.entries(metadata.toJSON())) {
+    out[key] = values.map((v) => (Buffer.isBuffer(v) ? v.toString('base64') : v)).join(', ');
+  }
+  return out;
+}
+
 const unary = unaryCalls((err) => (err instanceof TritonError ? GRPC_STATUS[err.code] : grpc.status.INTERNAL));
 
-async function modelInfer(onInfer: InferHook, req: ModelInferRequestMsg): Promise<ModelInferResponseMsg> {
-  await onInfer();
+async function modelInfer(onInfer: InferHook, req: ModelInferRequestMsg, metadata: grpc.Metadata): Promise<ModelInferResponseMsg> {
+  await onInfer(metadataRecord(metadata));
   // Model errors come before input errors; decoupled models need the stream.
   refuseDecoupled(resolveServable(req.model_name ?? '', req.model_version || undefined).model, 'ModelInfer RPC');
   return encodeInferResponse(infer(decodeInferRequest(req)), req.id ?? '');
@@ -148,7 +157,7 @@ function streamInfer(
   };
   call.on('data', (req: ModelInferRequestMsg) => {
     queue = queue.then(() =>
-      streamAnswer(onInfer, req, reply, cancel.signal).catch((err: unknown) =>
+      streamAnswer(onInfer, req, reply, cancel.signal, call.metadata).catch((err: unknown) =>
         reply({ error_message: err instanceof Error ? err.message : String(err) })));
   });
   call.on('end', () => void queue.then(() => {
@@ -163,8 +172,9 @@ const finalFlag = (final: boolean): Record<string, { bool_param: boolean }> => (
 
 async function streamAnswer(
   onInfer: InferHook, req: ModelInferRequestMsg, reply: (message: StreamResponseMsg) => void, cancelled: AbortSignal,
+  metadata: grpc.Metadata,
 ): Promise<void> {
-  await onInfer();
+  await onInfer(metadataRecord(metadata));
   const { model } = resolveServable(req.model_name ?? '', req.model_version || undefined);
   const emptyFinal = emptyFinalRequested(req);
   const id = req.id ?? '';

@@ -31,9 +31,10 @@ export type TritonFault =
 export interface TritonReference extends ReferenceServers {
   /**
    * inferCalls counts inference requests received (REST, gRPC, each stream message), failed ones included;
-   * activeStreams is the number of ModelStreamInfer calls open now (a call closes when it ends or is cancelled).
+   * activeStreams is the number of ModelStreamInfer calls open now (a call closes when it ends or is cancelled);
+   * lastHeaders holds the REST headers or gRPC metadata of the latest of those requests.
    */
-  stats: { inferCalls: number; activeStreams: number };
+  stats: { inferCalls: number; activeStreams: number; lastHeaders?: Readonly<Record<string, string>> };
   /**
    * Makes inference calls misbehave from now on (undefined: healthy). Metadata, readiness and health answer
    * normally. A call takes the fault in effect when it arrives; calls already hung stay hung until close().
@@ -48,7 +49,7 @@ export async function startTritonReference(opts: TritonReferenceOptions = {}): P
     throw new RangeError(`maxConcurrency must be a positive integer, got ${maxConcurrency}`);
   }
   const slots = new Slots(maxConcurrency ?? Infinity);
-  const stats = { inferCalls: 0, activeStreams: 0 };
+  const stats: TritonReference['stats'] = { inferCalls: 0, activeStreams: 0 };
   let fault: TritonFault | undefined;
   // Hung calls wait on this; close() settles it so that their handlers finish instead of lingering as
   // promises that nothing will ever resolve (their sockets are dropped by close() anyway).
@@ -57,8 +58,9 @@ export async function startTritonReference(opts: TritonReferenceOptions = {}): P
     closed = resolve;
   });
 
-  const onInfer: InferHook = async () => {
+  const onInfer: InferHook = async (headers) => {
     stats.inferCalls++;
+    stats.lastHeaders = headers;
     const current = fault;
     await slots.acquire();
     try {

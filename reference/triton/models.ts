@@ -79,10 +79,11 @@ export interface InferResult {
 }
 
 /**
- * Called by a front end as soon as an inference request arrives, before it is decoded; index.ts uses it to
- * count calls and add the configured latency.
+ * Called by a front end as soon as an inference request arrives, before it is decoded, with its REST headers
+ * or gRPC metadata (lower-case names, repeated values joined with ", ", binary ones base64); index.ts uses it
+ * to count and record calls and add the configured latency.
  */
-export type InferHook = () => Promise<void>;
+export type InferHook = (headers: Readonly<Record<string, string>>) => Promise<void>;
 
 // Every model here but repeat_int32 is batched like a Triton model with max_batch_size > 0: dim 0 of each tensor
 // is the batch.

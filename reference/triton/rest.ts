@@ -21,6 +21,13 @@ const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = { INVALID_ARG: 400, NOT
 
 const badRequest = (message: string): HttpError => new HttpError(400, message);
 
+/** Request headers as one string each (lower-case names, repeated ones joined with ", "). */
+function flattenHeaders(headers: IncomingMessage['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
+}
+
 export function createRestServer(onInfer: InferHook): Server {
   return createBufferedServer(readBody, (req, res, body, path) => handle(req, res, body, path, onInfer), sendError);
 }
@@ -44,7 +51,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, p
   const version = route[2];
   if (route[3] === 'infer') {
     allow(req, 'POST');
-    await onInfer();
+    await onInfer(flattenHeaders(req.headers));
     // Like Triton, an unknown, unready or decoupled model fails before the body is parsed.
     refuseDecoupled(resolveServable(name, version).model, 'HTTP end point');
     const decoded = decodeInferRequest(body, req.headers['inference-header-content-length'], name, version);

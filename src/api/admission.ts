@@ -15,11 +15,17 @@ export class RequestAdmission {
   private readonly active = new Set<RequestTicket>();
   private idleWaiters: (() => void)[] = [];
   private isDraining = false;
+  private refused = 0;
 
   constructor(private readonly maxInFlight: number) {}
 
   get inFlight(): number {
     return this.active.size;
+  }
+
+  /** Requests refused over the limit since the start (the metrics). */
+  get rejected(): number {
+    return this.refused;
   }
 
   /** True once shutdown has begun (responses then ask clients to close their connections). */
@@ -30,6 +36,7 @@ export class RequestAdmission {
   /** A ticket for a request that may start; throws UNAVAILABLE over the limit. End the ticket when the response is done. */
   admit(): RequestTicket {
     if (this.active.size >= this.maxInFlight) {
+      this.refused++;
       throw new GatewayError(
         'UNAVAILABLE',
         `the gateway is at its limit of ${this.maxInFlight} requests in flight (server.max_in_flight_requests); retry shortly`,

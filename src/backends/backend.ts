@@ -14,6 +14,8 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** The gateway's request id, sent on to the backend for correlation. */
   readonly requestId?: string;
+  /** W3C traceparent of this call (the request's trace, a span of its own), sent as a header or gRPC metadata. */
+  readonly traceparent?: string;
   /** How this model is called on its backend, where the server kind needs more than a name (from the model's config). */
   readonly model?: ModelOptions;
 }

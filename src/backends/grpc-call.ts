@@ -56,6 +56,7 @@ export class GrpcEndpoint {
     if (opts.signal?.aborted) return Promise.reject(this.cancelled(undefined, opts.signal));
     const metadata = new grpc.Metadata();
     if (opts.requestId) metadata.set('x-request-id', opts.requestId);
+    if (opts.traceparent !== undefined) metadata.set('traceparent', opts.traceparent);
     return new Promise<Res>((resolve, reject) => {
       let sawHeaders = false;
       const onAbort = (): void => call.cancel();
@@ -115,6 +116,7 @@ export class GrpcEndpoint {
     if (opts.signal?.aborted) throw this.cancelled(undefined, opts.signal);
     const metadata = new grpc.Metadata();
     if (opts.requestId) metadata.set('x-request-id', opts.requestId);
+    if (opts.traceparent !== undefined) metadata.set('traceparent', opts.traceparent);
     const call = open(metadata, { deadline: new Date(opts.deadline) });
     let sawHeaders = false;
     call.on('metadata', () => {

@@ -69,6 +69,7 @@ export class HttpEndpoint {
     try {
       const headers: Record<string, string> = { ...send?.headers };
       if (opts.requestId !== undefined) headers['x-request-id'] = opts.requestId;
+      if (opts.traceparent !== undefined) headers.traceparent = opts.traceparent;
       if (send !== undefined) headers['content-length'] = String(send.body.byteLength);
       const res = await this.pool.request({
         path,
@@ -101,6 +102,7 @@ export class HttpEndpoint {
     const fail = (err: unknown): GatewayError => abort.reason() ?? transportError(this.kind, this.endpoint, err);
     const headers: Record<string, string> = { ...send?.headers };
     if (opts.requestId !== undefined) headers['x-request-id'] = opts.requestId;
+    if (opts.traceparent !== undefined) headers.traceparent = opts.traceparent;
     if (send !== undefined) headers['content-length'] = String(send.body.byteLength);
     let sink: PassThrough | undefined;
     const head = new Promise<Omit<HttpStreamReply, 'chunks'>>((resolve, reject) => {

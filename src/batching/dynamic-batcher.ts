@@ -6,6 +6,7 @@
  */
 import { abortedError, GatewayError, toGatewayError, type ErrorCode } from '../core/errors.js';
 import type { InferRequest, InferResponse } from '../core/inference.js';
+import type { TraceContext } from '../observability/trace-context.js';
 import { batchSignature, concatInputs, rowsOf, splitOutputs } from './tensor-batch.js';
 
 export interface BatchingSettings {
@@ -38,6 +39,14 @@ export interface BatchCallContext {
   /** Epoch milliseconds. */
   readonly deadline: number;
   readonly signal?: AbortSignal;
+  /** The request's trace; a merged call carries its first member's. */
+  readonly trace?: TraceContext;
+}
+
+/** Hears each batch the batcher sends (the gateway's metrics). */
+export interface BatchObserver {
+  /** A pending batch went to the backend with `rows` rows (the sum of its members' dim 0). */
+  batchSent(rows: number): void;
 }
 
 export type BatchCall = (req: InferRequest, ctx: BatchCallContext) => Promise<InferResponse>;
@@ -81,11 +90,12 @@ export class DynamicBatcher {
   private rejected = 0;
   private retriedAlone = 0;
 
-  /** `call` runs one (possibly merged) request on the backend. */
+  /** `call` runs one (possibly merged) request on the backend; `observer` hears each batch sent. */
   constructor(
     readonly name: string,
     private readonly settings: BatchingSettings,
     private readonly call: BatchCall,
+    private readonly observer?: BatchObserver,
   ) {
     const { maxBatchSize, maxQueueDelayMs, maxQueueSize } = settings;
     if (!Number.isSafeInteger(maxBatchSize) || maxBatchSize < 1) {
@@ -214,9 +224,11 @@ export class DynamicBatcher {
     if (members.length === 0) return;
 
     const rows = members.map((m) => m.rows);
+    const batchRows = rows.reduce((a, b) => a + b, 0);
     this.batches++;
     this.batchedRequests += members.length;
-    this.batchRows += rows.reduce((a, b) => a + b, 0);
+    this.batchRows += batchRows;
+    this.observer?.batchSent(batchRows);
 
     if (members.length === 1) {
       const [only] = members as [Member];
@@ -265,7 +277,8 @@ export class DynamicBatcher {
         ...(first.req.parameters !== undefined ? { parameters: first.req.parameters } : {}),
         ...(first.req.outputs !== undefined ? { outputs: first.req.outputs } : {}),
       };
-      res = await this.callAlone(merged, { deadline, signal: controller.signal });
+      const trace = first.ctx.trace;
+      res = await this.callAlone(merged, { deadline, signal: controller.signal, ...(trace !== undefined ? { trace } : {}) });
       parts = splitOutputs(res.outputs, rows);
     } catch (err) {
       for (const m of members) {

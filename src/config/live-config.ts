@@ -221,3 +221,30 @@ export class LiveConfig {
     for (const listener of this.listeners) listener({ ...result, source, trigger });
   }
 }
+
+/**
+ * Several runtime pieces swapped as one: each prepared in order (a failure
+ * discards those already prepared, and the change is refused), then all
+ * committed together.
+ */
+export function combineAppliers(...appliers: readonly RuntimeApplier[]): RuntimeApplier {
+  return {
+    prepare(next) {
+      const prepared: PreparedSwap[] = [];
+      try {
+        for (const applier of appliers) prepared.push(applier.prepare(next));
+      } catch (err) {
+        for (const swap of prepared) swap.discard();
+        throw err;
+      }
+      return {
+        commit: () => {
+          for (const swap of prepared) swap.commit();
+        },
+        discard: () => {
+          for (const swap of prepared) swap.discard();
+        },
+      };
+    },
+  };
+}

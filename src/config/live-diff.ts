@@ -19,6 +19,9 @@ const MAX_VALUE_CHARS = 120;
 /** Sections built once at startup: the Redis connection carries the sync itself; the cache store, job workers and stream processors hold connections of their own. */
 const STARTUP_SECTIONS: ReadonlySet<string> = new Set(['redis', 'cache', 'jobs', 'streams']);
 
+/** The keys of `rate_limits` that make its Redis connection. */
+const RATE_LIMIT_CONNECTION: ReadonlySet<string> = new Set(['redis', 'key_prefix', 'command_timeout_ms']);
+
 /**
  * Keys a running gateway cannot change: listeners are bound, limits are baked
  * into the servers, and the startup sections hold their connections. The log
@@ -27,6 +30,8 @@ const STARTUP_SECTIONS: ReadonlySet<string> = new Set(['redis', 'cache', 'jobs',
 export function needsRestart(path: readonly string[]): boolean {
   const [section, key] = path;
   if (section === 'server') return key !== 'log_level';
+  // Rate limits apply live; their Redis connection is made at startup.
+  if (section === 'rate_limits') return key !== undefined && RATE_LIMIT_CONNECTION.has(key);
   return section !== undefined && STARTUP_SECTIONS.has(section);
 }
 
@@ -39,10 +44,22 @@ export function liveEffective(running: GatewayConfig, next: GatewayConfig): Gate
   return {
     ...rest,
     server: { ...running.server, log_level: next.server.log_level },
+    rate_limits: withRateLimitConnection(next.rate_limits, running.rate_limits),
     cache: running.cache,
     streams: running.streams,
     ...(running.redis !== undefined ? { redis: running.redis } : {}),
     ...(running.jobs !== undefined ? { jobs: running.jobs } : {}),
+  };
+}
+
+/** `next`'s limits on the running Redis connection. */
+function withRateLimitConnection(next: GatewayConfig['rate_limits'], running: GatewayConfig['rate_limits']): GatewayConfig['rate_limits'] {
+  const { redis: _redis, ...limits } = next;
+  return {
+    ...limits,
+    key_prefix: running.key_prefix,
+    command_timeout_ms: running.command_timeout_ms,
+    ...(running.redis !== undefined ? { redis: running.redis } : {}),
   };
 }
 

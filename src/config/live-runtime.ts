@@ -3,12 +3,13 @@
 // because it owns the lifecycle of what configs create (clusters, monitors).
 import type { BackendCluster } from '../backends/cluster.js';
 import { createBackendCluster } from '../backends/registry.js';
-import { ResilientBackend } from '../resilience/resilient-backend.js';
+import { ResilientBackend, type CallObserver } from '../resilience/resilient-backend.js';
 import { resilienceSettingsOf } from '../resilience/settings.js';
 import type { Logger } from '../observability/logger.js';
 import { InferenceService } from '../routing/inference-service.js';
 import { ModelHealthMonitor } from '../routing/model-health.js';
 import { ModelRouter } from '../routing/model-router.js';
+import type { ServingObservers } from '../routing/route-tree.js';
 import { buildShadowMirror, ShadowStatsStore, type ShadowMirrorImpl, type ShadowReporter } from '../experiments/shadow.js';
 import { buildSplitter, type StickySplitter } from '../experiments/assignment.js';
 import { NO_RECORDER } from '../experiments/assignment.js';
@@ -34,6 +35,10 @@ export interface RuntimeSwitcherOptions {
   readonly shadowReporter?: ShadowReporter;
   /** The response cache of models with `cache:` / `coalesce:`; it outlives config swaps. */
   readonly cache?: ResponseCache;
+  /** Hears every backend call attempt (the metrics); given to each backend built. */
+  readonly callObserver?: CallObserver;
+  /** Hear the batchers of every config's routes (the metrics). */
+  readonly servingObservers?: ServingObservers;
 }
 
 interface HeldCluster {
@@ -157,18 +162,20 @@ export class RuntimeSwitcher implements RuntimeApplier {
           continue;
         }
         const cluster = createBackendCluster(name, backendConfig, this.opts.maxBodyBytes);
-        const backend = new ResilientBackend(cluster, resilienceSettingsOf(backendConfig), this.opts.logger);
+        const backend = new ResilientBackend(cluster, resilienceSettingsOf(backendConfig), this.opts.logger, this.opts.callObserver);
         created.push(backend);
         clusters.set(name, { config: backendConfig, backend });
       }
       const backends = new Map([...clusters].map(([name, held]) => [name, held.backend]));
-      const router = new ModelRouter(config, backends);
+      const observers = this.opts.servingObservers;
+      const router = new ModelRouter(config, backends, observers);
       // Every leaf of every routing tree is checked, so a fallback can skip one known to be unready.
       // Routes are rebuilt; at commit the new monitor inherits the last results of unchanged leaves.
       // Experiment arms are routing trees of their models too: their leaves are checked alike.
       const experiments = buildSplitter(config, backends, {
         recorder: this.recorderRelay,
         logger: this.opts.logger,
+        ...(observers !== undefined ? { observers } : {}),
       });
       const health = new ModelHealthMonitor([...router.leaves(), ...(experiments?.leaves() ?? [])], this.opts.logger);
       const shadows = buildShadowMirror(config, backends, {

@@ -1,9 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
+import { rateLimitModelProblems } from './auth-schema.js';
 import { parseExperiments } from './experiment-schema.js';
 import { formatRouteProblem, parseRouteConfig, zodIssueMessage } from './route-schema.js';
 import { baseConfigSchema, type GatewayConfig } from './schema.js';
+import { streamModelProblems } from './stream-schema.js';
 
 /** A config that failed to load; `problems` holds one line per problem, each naming its key path. */
 export class ConfigError extends Error {
@@ -89,6 +91,8 @@ export function validateConfig(raw: unknown, source = '<config>'): GatewayConfig
     ...(base.success ? [] : formatIssues(base.error.issues)),
     ...routes.problems.map(formatRouteProblem),
     ...experiments.problems.map(formatRouteProblem),
+    ...rateLimitModelProblems(raw).map(formatRouteProblem),
+    ...(base.success ? streamModelProblems(base.data.streams, Object.keys(base.data.models)).map((m) => `streams: ${m}`) : []),
   ];
   if (problems.length > 0 || !base.success) throw new ConfigError(source, problems);
   return { ...base.data, targets: routes.targets, models: routes.models, experiments: experiments.experiments };

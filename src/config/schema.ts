@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { BACKEND_KINDS, BACKEND_PROTOCOLS } from '../backends/backend.js';
 import { MODEL_NAME_PATTERN } from '../core/names.js';
+import { authSchema, rateLimitModelProblems, rateLimitsSchema } from './auth-schema.js';
 import { parseExperiments } from './experiment-schema.js';
 import { jobsSchema } from './jobs-schema.js';
-import { streamModelProblems, streamsSchema } from './stream-schema.js';
+import { streamsSchema } from './stream-schema.js';
 import { parseRouteConfig, type RouteNodeConfig } from './route-schema.js';
 
 /**
@@ -176,6 +177,10 @@ const declaredName = (what: string) => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_
 export const baseConfigSchema = z.strictObject({
   server: serverSchema.default(() => serverSchema.parse({})),
   admin: adminSchema.default(() => adminSchema.parse({})),
+  /** Access control: API keys and JWTs, with the models each may call (auth-schema.ts); on unless `enabled: false`. */
+  auth: authSchema.default(() => authSchema.parse({})),
+  /** Token buckets per API key and per model, in memory or shared through Redis (auth-schema.ts). */
+  rate_limits: rateLimitsSchema.default(() => rateLimitsSchema.parse({})),
   redis: redisSchema.optional(),
   cache: cacheSectionSchema.default(() => cacheSectionSchema.parse({})),
   backends: z.record(declaredName('backend'), backendSchema),
@@ -200,7 +205,7 @@ export const configSchema = baseConfigSchema.transform((base, ctx) => {
   const routes = parseRouteConfig(base);
   const experiments = parseExperiments(base);
   for (const p of [...routes.problems, ...experiments.problems]) ctx.addIssue({ code: 'custom', message: p.message, path: [...p.path] });
-  for (const message of streamModelProblems(base.streams, Object.keys(base.models))) ctx.addIssue({ code: 'custom', message, path: ['streams'] });
+  for (const p of rateLimitModelProblems(base)) ctx.addIssue({ code: 'custom', message: p.message, path: p.path });
   return { ...base, targets: routes.targets, models: routes.models, experiments: experiments.experiments };
 });
 

@@ -3,7 +3,7 @@ import { armNode, experimentSettings, type ExperimentConfig } from '../config/ex
 import type { RouteNodeConfig } from '../config/route-schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { RequestContext } from '../routing/inference-service.js';
-import { compileTree, type LeafNode, type RouteNode } from '../routing/route-tree.js';
+import { compileTree, type LeafNode, type RouteNode, type ServingObservers } from '../routing/route-tree.js';
 import type { ArmAssignment, ExperimentSplitter } from '../routing/traffic-hooks.js';
 import { armAt, BUCKETS, bucketBounds, stickyBucket } from './sticky-hash.js';
 import type { ArmControl, ArmObservation, ExperimentRecorder, ExperimentSettings } from './types.js';
@@ -73,6 +73,8 @@ export interface SplitterOptions {
   readonly logger?: Logger;
   /** [0, 1) draws for requests without a key; Math.random by default. */
   readonly random?: () => number;
+  /** What hears the arms' batchers (the gateway's metrics). */
+  readonly observers?: ServingObservers;
 }
 
 interface Running {
@@ -255,7 +257,7 @@ export function buildSplitter(
     const settings = experimentSettings(name, e);
     const arms = Object.entries(e.arms).map(([arm, c]) => {
       const serving = config.models?.[e.model]?.serving;
-      const { tree, leaves } = compileTree(armNode(c), `experiments.${name}.arms.${arm}`, e.model, config.targets ?? {}, clusters, serving);
+      const { tree, leaves } = compileTree(armNode(c), `experiments.${name}.arms.${arm}`, e.model, config.targets ?? {}, clusters, serving, opts.observers);
       return { name: arm, node: tree, leaves };
     });
     return { settings, arms };

@@ -6,6 +6,7 @@ import type { InferRequest, InferResponse } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import { decodeElements } from '../core/tensor-values.js';
 import type { Logger } from '../observability/logger.js';
+import { childTraceparent, type TraceContext } from '../observability/trace-context.js';
 import type { RequestContext } from '../routing/inference-service.js';
 import { execute, type ExecContext, type RouteState } from '../routing/route-executor.js';
 import { compileModels, type LeafNode, type RouteNode } from '../routing/route-tree.js';
@@ -201,7 +202,7 @@ export class ShadowMirrorImpl implements ShadowMirror {
       }
       c.inFlight++;
       c.sent++;
-      void this.copy(plan, c, req, primary, primaryLatencyMs, ctx.requestId);
+      void this.copy(plan, c, req, primary, primaryLatencyMs, ctx.requestId, ctx.trace);
     } catch (err) {
       // Never the client's problem.
       this.opts.logger?.debug({ model, err: String(err) }, 'shadow: mirror failed');
@@ -215,6 +216,7 @@ export class ShadowMirrorImpl implements ShadowMirror {
     primary: InferResponse,
     primaryMs: number,
     requestId: string | undefined,
+    trace: TraceContext | undefined,
   ): Promise<void> {
     const started = performance.now();
     let answer: InferResponse | undefined;
@@ -224,6 +226,7 @@ export class ShadowMirrorImpl implements ShadowMirror {
         deadline: Date.now() + plan.timeoutMs,
         signal: AbortSignal.timeout(plan.timeoutMs),
         ...(requestId !== undefined ? { requestId } : {}),
+        ...(trace !== undefined ? { trace } : {}),
       };
       const run: ShadowRun = { leaf: undefined, attempts: 0 };
       answer = await execute(plan.node, req, ctx, shadowInferAt, run);
@@ -261,6 +264,8 @@ interface ShadowContext extends ExecContext {
   readonly deadline: number;
   readonly signal: AbortSignal;
   readonly requestId?: string;
+  /** The client's trace: the copy's calls are spans of it too. */
+  readonly trace?: TraceContext;
 }
 
 /**
@@ -277,6 +282,7 @@ const shadowInferAt = (leaf: LeafNode, req: InferRequest, ctx: ShadowContext, ru
       model: leaf.options,
       signal: ctx.signal,
       ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
+      ...(ctx.trace !== undefined ? { traceparent: childTraceparent(ctx.trace) } : {}),
     });
     // A copy is never retried: shadow traffic must not add load to a struggling backend.
   }, ctx, undefined, { retry: false });

@@ -42,6 +42,8 @@ export interface BatchRunOptions {
   readonly onProgress?: (progress: BatchProgress) => void;
   /** How often onProgress hears (default 1 s); it also hears once at the end. */
   readonly progressIntervalMs?: number;
+  /** Hears the rows this run finishes as they are written: succeeded (output file) and failed (error file). */
+  readonly onRows?: (succeeded: number, failed: number) => void;
 }
 
 export interface BatchSummary extends BatchProgress {
@@ -139,6 +141,7 @@ export async function runBatch(spec: BatchSpec, predictor: RecordPredictor, opts
       if (unreadable.length > 0) {
         await errors.append(unreadable.map((u) => ({ row: u.row, fields: [['error', errorJson('INVALID_ARGUMENT', u.error)]] })));
         failed += unreadable.length;
+        opts.onRows?.(0, unreadable.length);
       }
       if (rows.length === 0) continue;
       const outcomes = await predictWithRetries(predictor, rows.map((r) => r.record), signal);
@@ -154,6 +157,7 @@ export async function runBatch(spec: BatchSpec, predictor: RecordPredictor, opts
       if (bad.length > 0) await errors.append(bad);
       succeeded += ok.length;
       failed += bad.length;
+      opts.onRows?.(ok.length, bad.length);
     }
   };
 

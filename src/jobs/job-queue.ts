@@ -61,6 +61,14 @@ export interface JobCounts {
 }
 
 /** A cancel asked of a job that has already completed or failed (the REST API answers it 409 Conflict). */
+/** What the metrics read of the jobs (BatchJobs.stats()). */
+export interface BatchJobStats {
+  /** Jobs in the shared queue by state (completed and failed: those still kept); undefined when Redis did not answer. */
+  readonly jobs?: Readonly<Record<'queued' | 'running' | 'completed' | 'failed', number>>;
+  /** Rows this instance's workers finished since it started. */
+  readonly rows: { readonly succeeded: number; readonly failed: number };
+}
+
 export class JobFinishedError extends GatewayError {
   constructor(
     id: string,
@@ -76,6 +84,10 @@ const CANCEL_POLL_MS = 1_000;
 const WORKER_CLOSE_MS = 10_000;
 /** How often a running job's progress is written to Redis. */
 const PROGRESS_EVERY_MS = 1_000;
+/** The queue's counts for stats() are read from Redis at most this often... */
+const STATS_MAX_AGE_MS = 5_000;
+/** ...and waited for at most this long (a scrape must not hang on Redis). */
+const STATS_TIMEOUT_MS = 1_000;
 /** How long an API call waits for a connection being made (a gateway that just started) before it answers 503. */
 const CONNECTING_WAIT_MS = 1_000;
 /** When a client may try again after Redis was unreachable. */
@@ -125,6 +137,9 @@ export class BatchJobs {
   private closing: Promise<void> | undefined;
   private readonly keyBase: string;
   private readonly timeoutMs: number;
+  private rowsSucceeded = 0;
+  private rowsFailed = 0;
+  private stateCounts: { readonly at: number; readonly counts: Promise<BatchJobStats['jobs']> } | undefined;
 
   constructor(private readonly opts: BatchJobsOptions) {
     this.config = opts.config;
@@ -283,6 +298,31 @@ export class BatchJobs {
   }
 
   /**
+   * For the metrics: the queue's jobs by state (one bounded Redis call at most
+   * every STATS_MAX_AGE_MS, shared by concurrent callers; none while Redis is
+   * away) and the rows this instance's workers finished.
+   */
+  async stats(): Promise<BatchJobStats> {
+    const now = Date.now();
+    if (this.stateCounts === undefined || now - this.stateCounts.at >= STATS_MAX_AGE_MS) {
+      this.stateCounts = { at: now, counts: this.readStateCounts() };
+    }
+    const jobs = await this.stateCounts.counts;
+    return { ...(jobs !== undefined ? { jobs } : {}), rows: { succeeded: this.rowsSucceeded, failed: this.rowsFailed } };
+  }
+
+  private async readStateCounts(): Promise<BatchJobStats['jobs']> {
+    if (this.redis.status !== 'ready' || this.closing !== undefined) return undefined;
+    try {
+      const c = await within(this.queue.getJobCounts(...QUEUED_TYPES, 'active', 'completed', 'failed'), STATS_TIMEOUT_MS);
+      const queued = QUEUED_TYPES.reduce((n, t) => n + (c[t] ?? 0), 0);
+      return { queued, running: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0 };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
    * Cancels a job. Queued: removed from the queue now, state cancelled
    * (`immediate` true). Running: its worker stops it within about a second
    * and it ends as cancelled; the view says cancel_requested meanwhile.
@@ -414,6 +454,10 @@ export class BatchJobs {
         summary = await runBatch(spec, predictor, {
           signal: run.controller.signal,
           progressIntervalMs: PROGRESS_EVERY_MS,
+          onRows: (succeeded, failed) => {
+            this.rowsSucceeded += succeeded;
+            this.rowsFailed += failed;
+          },
           onProgress: (p) => {
             last = p;
             reporter.report(p);

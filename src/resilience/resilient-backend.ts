@@ -56,6 +56,20 @@ export interface BackendStatus {
   readonly retries: RetryBudgetSnapshot;
 }
 
+/**
+ * Hears every attempt of every call (the gateway's metrics): resilience keeps
+ * no metrics library of its own. Asked once per endpoint, when the backend is
+ * built, for that endpoint's recorder.
+ */
+export interface CallObserver {
+  endpoint(backend: string, address: string): EndpointCallRecorder;
+}
+
+/** One endpoint's attempts: each one's duration and its error (undefined: it succeeded). */
+export interface EndpointCallRecorder {
+  record(seconds: number, error: unknown): void;
+}
+
 /** Retry-After when no endpoint is in rotation and no breaker is about to probe (ejected by health checks or an operator). */
 const UNKNOWN_RETRY_AFTER_MS = 1_000;
 
@@ -81,15 +95,19 @@ export class ResilientBackend {
   private readonly maxAttempts: number;
   private readonly calls: Float64Array;
   private readonly failures: Float64Array;
+  /** Per endpoint, when an observer was given. */
+  private readonly recorders: readonly EndpointCallRecorder[] | undefined;
 
   constructor(
     readonly cluster: BackendCluster,
     private readonly settings: ResilienceSettings,
     log: Logger,
+    observer?: CallObserver,
   ) {
     const n = cluster.endpoints.length;
     this.calls = new Float64Array(n);
     this.failures = new Float64Array(n);
+    this.recorders = observer !== undefined ? cluster.endpoints.map((e) => observer.endpoint(cluster.name, e.endpoint)) : undefined;
     this.limiter = new ConcurrencyLimiter(cluster.name, settings.concurrency);
     this.budget = new RetryBudget(settings.retry);
     this.maxAttempts = settings.retry.maxAttempts;
@@ -202,9 +220,11 @@ export class ResilientBackend {
     for (let attempt = 1; ; attempt++) {
       const i = lease.index;
       const breaker = this.breakers[i]!;
+      const recorder = this.recorders?.[i];
+      const endpoint = lease.endpoint;
       this.calls[i]!++;
       try {
-        const value = await breaker.run(() => fn(lease.endpoint), (err) => {
+        const value = await breaker.run(recorder === undefined ? () => fn(endpoint) : () => recorded(fn, endpoint, recorder), (err) => {
           const counts = countsAgainstEndpoint(err, ctx.clientDeadline, ctx.signal);
           if (counts) this.failures[i]!++;
           return counts;
@@ -281,6 +301,19 @@ class TriedEndpoints implements EndpointFilter {
 
   has(i: number): boolean {
     return this.tried.has(i) || this.skip?.has(i) === true;
+  }
+}
+
+/** One attempt, timed for its endpoint's recorder (only attempts the breaker let through reach the backend). */
+async function recorded<T>(fn: (endpoint: Backend) => Promise<T>, endpoint: Backend, recorder: EndpointCallRecorder): Promise<T> {
+  const started = performance.now();
+  try {
+    const value = await fn(endpoint);
+    recorder.record((performance.now() - started) / 1000, undefined);
+    return value;
+  } catch (err) {
+    recorder.record((performance.now() - started) / 1000, err);
+    throw err;
   }
 }
 

@@ -16,6 +16,7 @@ import type { LeafNode, LeafServing } from './route-tree.js';
 import { callLeaf, callOptions } from './leaf-call.js';
 import { cacheKey } from '../cache/key.js';
 import type { CacheMode, CacheOutcome, ResponseCache } from '../cache/response-cache.js';
+import type { TraceContext } from '../observability/trace-context.js';
 
 /** What the API layer passes with each call. */
 export interface RequestContext {
@@ -25,6 +26,8 @@ export interface RequestContext {
   readonly clientDeadline?: number;
   readonly signal?: AbortSignal;
   readonly requestId?: string;
+  /** The request's W3C trace (the client's traceparent, or a new one): every backend call is a span of it. */
+  readonly trace?: TraceContext;
   /**
    * A request header (REST) or metadata value (gRPC) by lower-case name, for
    * routing rules; read on demand so nothing is copied for requests whose
@@ -37,6 +40,8 @@ export interface RequestContext {
    * The API layer turns it into x-infergate-target / x-infergate-attempts.
    */
   readonly onServed?: (target: string, attempts: number) => void;
+  /** Hears the public model an inference resolved to (see resolve(); the metrics label requests with it). */
+  readonly onRoute?: (model: string) => void;
   /** Hears the experiment arm a request was assigned to (the API answers it as x-infergate-variant). */
   readonly onVariant?: (experiment: string, arm: string) => void;
   /** The client's cache directive (Cache-Control / gRPC metadata): 'no-cache' skips the lookup, 'no-store' also the store. */
@@ -137,9 +142,13 @@ export class InferenceService {
    * The target of a public model and version. The API resolves it before
    * decoding a body, so an unknown model is reported as such (404) whatever
    * the body holds, and passes it to infer() so it is resolved once.
+   * `listener` (the request's context, or its metrics timer) hears the model
+   * once it resolved.
    */
-  resolve(model: string, version: string): RouteTarget {
-    return this.router.resolve(model, version);
+  resolve(model: string, version: string, listener?: { readonly onRoute?: (model: string) => void }): RouteTarget {
+    const target = this.router.resolve(model, version);
+    listener?.onRoute?.(target.route.name);
+    return target;
   }
 
   /**
@@ -380,6 +389,7 @@ function sharedContext(ctx: RequestContext): RequestContext {
     deadline: ctx.deadline,
     ...(ctx.clientDeadline !== undefined ? { clientDeadline: ctx.clientDeadline } : {}),
     ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
+    ...(ctx.trace !== undefined ? { trace: ctx.trace } : {}),
     ...(ctx.header !== undefined ? { header: ctx.header } : {}),
   };
 }

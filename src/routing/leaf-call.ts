@@ -1,12 +1,15 @@
 import type { CallOptions } from '../backends/backend.js';
 import type { EndpointFilter } from '../backends/cluster.js';
 import type { InferRequest, InferResponse } from '../core/inference.js';
+import { childTraceparent, type TraceContext } from '../observability/trace-context.js';
 import type { GuardContext } from '../resilience/resilient-backend.js';
 import type { LeafNode, ModelRoute } from './route-tree.js';
 
 /** What a backend call needs of its request: the resilience layer's context plus what goes on the wire. */
 export interface LeafCallContext extends GuardContext {
   readonly requestId?: string;
+  /** The request's trace: each backend call is sent as a new span of it. */
+  readonly trace?: TraceContext;
 }
 
 /** Hears each backend call a request makes (routing's RouteState fits). */
@@ -16,8 +19,9 @@ export interface AttemptCounter {
 
 /**
  * The backend call's options: the request's deadline capped by the leaf's
- * timeout (its inherited timeout_ms, itself capped by the backend's), and
- * the model's settings.
+ * timeout (its inherited timeout_ms, itself capped by the backend's), the
+ * model's settings, and the call's traceparent (a new span id per call, so
+ * per attempt: this is called once for each).
  */
 export function callOptions(route: ModelRoute, ctx: LeafCallContext): CallOptions {
   return {
@@ -25,6 +29,7 @@ export function callOptions(route: ModelRoute, ctx: LeafCallContext): CallOption
     model: route.options,
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
+    ...(ctx.trace !== undefined ? { traceparent: childTraceparent(ctx.trace) } : {}),
   };
 }
 

@@ -2,7 +2,7 @@ import type { ResilientBackend } from '../resilience/resilient-backend.js';
 import type { RouteNodeConfig } from '../config/route-schema.js';
 import { invalidArgument, notFound } from '../core/errors.js';
 import { isValidModelName, isValidVersion } from '../core/names.js';
-import { compileModels, type CompiledModel, type LeafNode, type ModelRoute } from './route-tree.js';
+import { compileModels, type CompiledModel, type LeafNode, type ModelRoute, type ServingObservers } from './route-tree.js';
 
 export type { LeafNode, ModelRoute, RouteNode } from './route-tree.js';
 
@@ -30,8 +30,8 @@ export interface RoutingConfig {
 export class ModelRouter {
   private readonly models: ReadonlyMap<string, CompiledModel>;
 
-  constructor(config: RoutingConfig, clusters: ReadonlyMap<string, ResilientBackend>) {
-    this.models = compileModels(config, clusters);
+  constructor(config: RoutingConfig, clusters: ReadonlyMap<string, ResilientBackend>, observers?: ServingObservers) {
+    this.models = compileModels(config, clusters, observers);
   }
 
   /** Resolves a client's model name and version (empty = unspecified). */

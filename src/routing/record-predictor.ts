@@ -4,6 +4,7 @@ import type { Tensor } from '../core/tensor.js';
 import { batchSignature, concatInputs, splitOutputs } from '../batching/tensor-batch.js';
 import { predictInputs } from '../protocols/tfserving/rest-codec.js';
 import { tensorJson, tensorRowsJson } from '../protocols/tfserving/rest-json.js';
+import { startTrace } from '../observability/trace-context.js';
 import type { InferenceService, RequestContext } from './inference-service.js';
 import type { RouteTarget } from './model-router.js';
 
@@ -60,6 +61,8 @@ export function createRecordPredictor(service: InferenceService, opts: RecordPre
   const context = (po: PredictOptions | undefined): RequestContext => ({
     deadline: Date.now() + opts.timeoutMs,
     requestId: `${po?.requestId ?? 'records'}-${++calls}`,
+    // Each request of records starts a trace of its own: its backend calls carry a traceparent like any other.
+    trace: startTrace(),
     ...(po?.signal !== undefined ? { signal: po.signal } : {}),
   });
 

@@ -10,7 +10,7 @@ import type {
 } from '../config/route-schema.js';
 import type { ModelServingConfig } from '../config/serving-schema.js';
 import { GatewayError } from '../core/errors.js';
-import { DynamicBatcher } from '../batching/dynamic-batcher.js';
+import { DynamicBatcher, type BatchObserver } from '../batching/dynamic-batcher.js';
 import type { CachePolicy } from '../cache/response-cache.js';
 import { callLeaf } from './leaf-call.js';
 import type { Parameters } from '../core/parameters.js';
@@ -63,6 +63,12 @@ export interface LeafServing {
 
 export interface LeafNode extends ModelRoute {
   readonly kind: 'leaf';
+}
+
+/** What hears the serving machinery compiled into leaves (the gateway's metrics). */
+export interface ServingObservers {
+  /** The observer of a public model's dynamic batchers (one batcher per leaf of a batched model). */
+  readonly batches?: (model: string) => BatchObserver;
 }
 
 export interface WeightedNode {
@@ -136,6 +142,7 @@ interface CompileScope {
   readonly clusters: ReadonlyMap<string, ResilientBackend>;
   readonly regexes: Map<string, RegExp>;
   readonly leaves: LeafNode[];
+  readonly observers?: ServingObservers;
 }
 
 /**
@@ -147,6 +154,7 @@ interface CompileScope {
 export function compileModels(
   config: { readonly models: Readonly<Record<string, ModelNodeConfig>>; readonly targets?: Readonly<Record<string, RouteNodeConfig>> },
   clusters: ReadonlyMap<string, ResilientBackend>,
+  observers?: ServingObservers,
 ): Map<string, CompiledModel> {
   const regexes = new Map<string, RegExp>();
   const out = new Map<string, CompiledModel>();
@@ -158,6 +166,7 @@ export function compileModels(
       regexes,
       leaves: [],
       ...(node.serving !== undefined ? { serving: node.serving } : {}),
+      ...(observers !== undefined ? { observers } : {}),
     };
     const tree = compileNode(node, `models.${name}`, {}, scope, []);
     // Each leaf is a ModelRoute of this model: it names the tree it belongs to.
@@ -179,8 +188,17 @@ export function compileTree(
   targets: Readonly<Record<string, RouteNodeConfig>>,
   clusters: ReadonlyMap<string, ResilientBackend>,
   serving?: ModelServingConfig,
+  observers?: ServingObservers,
 ): { readonly tree: RouteNode; readonly leaves: readonly LeafNode[] } {
-  const scope: CompileScope = { modelName, targets, clusters, regexes: new Map(), leaves: [], ...(serving !== undefined ? { serving } : {}) };
+  const scope: CompileScope = {
+    modelName,
+    targets,
+    clusters,
+    regexes: new Map(),
+    leaves: [],
+    ...(serving !== undefined ? { serving } : {}),
+    ...(observers !== undefined ? { observers } : {}),
+  };
   const tree = compileNode(node, path, {}, scope, []);
   for (const leaf of scope.leaves) (leaf as { tree: RouteNode }).tree = tree;
   return { tree, leaves: scope.leaves };
@@ -244,13 +262,13 @@ function compileLeaf(config: LeafConfig, path: string, settings: RouteSettings, 
     // Set to the model's root once the whole tree is built (compileModels).
     tree: undefined as unknown as RouteNode,
   };
-  if (scope.serving !== undefined) (leaf as { serving?: LeafServing }).serving = compileServing(leaf, scope.serving);
+  if (scope.serving !== undefined) (leaf as { serving?: LeafServing }).serving = compileServing(leaf, scope.serving, scope.observers);
   scope.leaves.push(leaf);
   return leaf;
 }
 
 /** A model's serving options at one leaf; undefined when none applies there. */
-function compileServing(leaf: LeafNode, serving: ModelServingConfig): LeafServing | undefined {
+function compileServing(leaf: LeafNode, serving: ModelServingConfig, observers: ServingObservers | undefined): LeafServing | undefined {
   const { cache, coalesce, batching } = serving;
   if (cache === undefined && !coalesce && batching === undefined) return undefined;
   const batcher =
@@ -260,6 +278,7 @@ function compileServing(leaf: LeafNode, serving: ModelServingConfig): LeafServin
           { maxBatchSize: batching.max_batch_size, maxQueueDelayMs: batching.max_queue_delay_ms, maxQueueSize: batching.max_queue_size },
           // A merged call serves many requests: it carries their earliest deadline and no one client's signal.
           (merged, ctx) => callLeaf(leaf, merged, ctx),
+          observers?.batches?.(leaf.name),
         )
       : undefined;
   return {

@@ -102,6 +102,7 @@ describe('admin API', () => {
       // JSON is YAML too.
       const json = JSON.stringify({
         server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, request_timeout_ms: 5000, max_body_bytes: 1048576, log_level: 'silent' },
+        auth: { enabled: false },
         backends: {
           'triton-grpc': { kind: 'triton', protocol: 'grpc', endpoints: [triton.grpcEndpoint] },
           'triton-rest': { kind: 'triton', protocol: 'rest', endpoints: [triton.httpEndpoint] },
@@ -156,7 +157,9 @@ describe('admin API', () => {
       for (const key of [null, 'anything']) {
         const res = await admin(gw.pool, 'GET', '/admin/config', undefined, key);
         expect(res.status).toBe(403);
-        expect(res.json()).toEqual({ error: 'admin API disabled: configure admin.api_key_sha256 or set INFERGATE_ADMIN_KEY' });
+        expect(res.json()).toEqual({
+          error: 'admin API disabled: configure admin.api_key_sha256, set INFERGATE_ADMIN_KEY, or give an auth.api_keys entry admin: true',
+        });
         expect((await admin(gw.pool, 'PUT', '/admin/config', liveText(triton, { linearVersion: '1' }), key)).status).toBe(403);
       }
       expect(gw.gateway.live.current.version).toBe(1);

@@ -18,6 +18,7 @@ beforeAll(async () => {
   triton = await startTritonReference({ host: '127.0.0.1' });
   ts = await startTorchServeReference({ host: '127.0.0.1' });
   const config = validateConfig({
+    auth: { enabled: false },
     server: {
       http: { host: '127.0.0.1', port: 0 },
       grpc: { host: '127.0.0.1', port: 0 },

@@ -35,6 +35,7 @@ beforeAll(async () => {
   const started = await Promise.all([0, 1, 2, 3].map(() => startTritonReference({ host: '127.0.0.1' })));
   [s1, s2, a1, a2] = started as [TritonReference, TritonReference, TritonReference, TritonReference];
   const config = validateConfig({
+    auth: { enabled: false },
     server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, request_timeout_ms: 5000, log_level: 'silent' },
     backends: {
       s1: { kind: 'triton', protocol: 'rest', endpoints: [s1.httpEndpoint], ...NO_CHECKS },
@@ -225,6 +226,7 @@ describe('with health checks on', () => {
     const checks = { health_check: { interval_ms: 50, timeout_ms: 500, unhealthy_after: 1 } };
     const own = await startGateway(
       validateConfig({
+        auth: { enabled: false },
         server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, log_level: 'silent' },
         backends: {
           dead: { kind: 'triton', protocol: 'rest', endpoints: [dead.httpEndpoint], ...checks },

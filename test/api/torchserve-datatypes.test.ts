@@ -48,6 +48,7 @@ beforeAll(async () => {
   }
   gateway = await startGateway(
     validateConfig({
+      auth: { enabled: false },
       server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, log_level: 'silent' },
       backends: {
         'ts-rest': { kind: 'torchserve', protocol: 'rest', endpoints: [torchserve.httpEndpoint] },

@@ -66,6 +66,7 @@ beforeAll(async () => {
     models[`grpc.${name}`] = { backend: 'ts-grpc', model: name, ...extra };
   }
   const config = validateConfig({
+    auth: { enabled: false },
     server: {
       http: { host: '127.0.0.1', port: 0 },
       grpc: { host: '127.0.0.1', port: 0 },

@@ -70,6 +70,7 @@ function config(extra: { cache?: Record<string, unknown> } = {}) {
 
 function rawConfig(extra: { cache?: Record<string, unknown> } = {}): { models: Record<string, unknown> } & Record<string, unknown> {
   return {
+    auth: { enabled: false },
     server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, log_level: 'silent' },
     ...(extra.cache !== undefined ? { cache: extra.cache } : {}),
     backends: {

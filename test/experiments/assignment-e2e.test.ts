@@ -23,6 +23,7 @@ server:
   grpc: { host: 127.0.0.1, port: 0 }
   request_timeout_ms: 5000
   log_level: silent
+auth: { enabled: false }
 backends:
   t1: { kind: triton, protocol: rest, endpoints: ["${t1.httpEndpoint}"], health_check: { interval_ms: 0 } }
   t2: { kind: triton, protocol: grpc, endpoints: ["${t2.grpcEndpoint}"], health_check: { interval_ms: 0 } }

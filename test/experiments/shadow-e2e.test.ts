@@ -40,6 +40,7 @@ beforeAll(async () => {
   const hangEndpoint = `127.0.0.1:${(hang.address() as AddressInfo).port}`;
   const noChecks = { interval_ms: 0 };
   const config = validateConfig({
+    auth: { enabled: false },
     server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, request_timeout_ms: 5000, log_level: 'silent' },
     backends: {
       'triton-grpc': { kind: 'triton', protocol: 'grpc', endpoints: [triton.grpcEndpoint], health_check: noChecks },
@@ -124,10 +125,9 @@ describe('a shadow never touches the client', () => {
     expect(plain.errors).toBe(0);
     expect(hangs.errors).toBe(0);
     expect(errors.errors).toBe(0);
-    // A sanity check, not a benchmark: within 2x and 5 ms of the run with no shadow.
-    for (const run of [hangs, errors]) {
-      for (const q of [0.5, 0.9]) expect(quantile(run.latencies, q)).toBeLessThanOrEqual(2 * quantile(plain.latencies, q) + 5);
-    }
+    // No client waited on its shadow: the hanging shadow never answers (its calls end at the shadow's 300 ms
+    // timeout), so were clients tied to it, every request, the median included, would take 300 ms or more.
+    expect(quantile(hangs.latencies, 0.5)).toBeLessThan(300);
 
     // The hanging shadow: at most 4 copies in flight, the rest dropped; every copy sent ends at its own 300 ms deadline.
     const h = await settled('hangs');

@@ -20,6 +20,8 @@ export interface LiveTextOptions {
   readonly models?: string;
   /** Extra top-level YAML (admin:, redis:). */
   readonly extra?: string;
+  /** The top-level `auth:` YAML (default: `auth: { enabled: false }`; test/auth tests access control). */
+  readonly auth?: string;
   readonly requestTimeoutMs?: number;
   readonly logLevel?: string;
 }
@@ -41,6 +43,7 @@ models:
   linear: { backend: ${o.linearBackend ?? 'triton-grpc'}, version: "${o.linearVersion ?? '2'}" }
   simple: { backend: triton-grpc }
 ${o.models ?? ''}
+${o.auth ?? 'auth: { enabled: false }'}
 ${o.extra ?? ''}
 `;
 }

@@ -43,6 +43,8 @@ export function stackConfig(triton: TritonReference, overrides: Partial<Record<s
       request_timeout_ms: 5000,
       log_level: 'silent',
     },
+    // Access control is tested in test/auth; these tests call without credentials.
+    auth: { enabled: false },
     backends: {
       'triton-grpc': { kind: 'triton', protocol: 'grpc', endpoints: [triton.grpcEndpoint] },
       'triton-rest': { kind: 'triton', protocol: 'rest', endpoints: [triton.httpEndpoint] },

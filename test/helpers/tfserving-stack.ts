@@ -57,6 +57,7 @@ export async function startTfStack(): Promise<TfStack> {
       request_timeout_ms: 5000,
       log_level: 'silent',
     },
+    auth: { enabled: false },
     backends: {
       'tf-grpc': { kind: 'tfserving', protocol: 'grpc', endpoints: [tf.grpcEndpoint], health_check: health },
       'tf-rest': { kind: 'tfserving', protocol: 'rest', endpoints: [tf.httpEndpoint], health_check: health },

@@ -59,6 +59,7 @@ describe('child process helpers', () => {
         '  http: { host: 127.0.0.1, port: 0 }',
         '  grpc: { host: 127.0.0.1, port: 0 }',
         '  log_level: info',
+        'auth: { enabled: false }',
         'backends:',
         '  triton:',
         '    kind: triton',

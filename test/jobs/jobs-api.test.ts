@@ -24,6 +24,7 @@ let outsideDir: string;
 
 function gatewayConfig(jobs: Record<string, unknown> | undefined) {
   return validateConfig({
+    auth: { enabled: false },
     server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, log_level: 'silent', request_timeout_ms: 10_000 },
     backends: { triton: { kind: 'triton', protocol: 'grpc', endpoints: [triton.grpcEndpoint] } },
     models: { linear: { backend: 'triton' } },

@@ -56,6 +56,7 @@ describe('a batch job whose gateway process is SIGKILLed', () => {
       config,
       [
         'server: { http: { host: 127.0.0.1, port: 0 }, grpc: { host: 127.0.0.1, port: 0 }, log_level: info, request_timeout_ms: 10000 }',
+        'auth: { enabled: false }',
         'backends:',
         `  triton: { kind: triton, protocol: grpc, endpoints: ["${triton.grpcEndpoint}"] }`,
         'models:',

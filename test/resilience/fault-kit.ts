@@ -33,6 +33,7 @@ export async function startFaultGateway(
   opts: { connections?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<FaultGateway> {
   const config = validateConfig({
+    auth: { enabled: false },
     server: {
       http: { host: '127.0.0.1', port: 0 },
       grpc: { host: '127.0.0.1', port: 0 },

@@ -53,6 +53,7 @@ beforeAll(async () => {
       max_in_flight_requests: MAX_IN_FLIGHT_REQUESTS,
       drain_ms: 2_000,
     },
+    auth: { enabled: false },
     backends: {
       triton: {
         kind: 'triton',

@@ -37,6 +37,7 @@ async function startPair(latencyMs: number, server: Record<string, unknown>): Pr
       request_timeout_ms: 20_000,
       ...server,
     },
+    auth: { enabled: false },
     backends: {
       'triton-grpc': { kind: 'triton', protocol: 'grpc', endpoints: [triton.grpcEndpoint], health_check: { interval_ms: 0 } },
       'triton-rest': { kind: 'triton', protocol: 'rest', endpoints: [triton.httpEndpoint], health_check: { interval_ms: 0 } },
@@ -222,7 +223,11 @@ describe('graceful shutdown of the gateway process on SIGTERM', () => {
     const first503 = readinessSeen.indexOf(503);
     expect(first503, `readiness after SIGTERM: ${readinessSeen.join(' ')}`).toBeGreaterThanOrEqual(0);
     expect(readinessSeen.slice(first503).filter((s) => s === 200), `readiness after SIGTERM: ${readinessSeen.join(' ')}`).toEqual([]);
-    expect(readinessSeen.filter((s) => s !== 200 && s !== 503 && s !== 'ECONNREFUSED'), readinessSeen.join(' ')).toEqual([]);
+    // A probe whose connection sat in the accept queue as the listener closed is reset by the kernel: allowed only
+    // right at that moment, just before the refusals start.
+    const firstRefused = readinessSeen.indexOf('ECONNREFUSED');
+    const atClose = (i: number) => readinessSeen[i] === 'ECONNRESET' && firstRefused >= 0 && i === firstRefused - 1;
+    expect(readinessSeen.filter((s, i) => s !== 200 && s !== 503 && s !== 'ECONNREFUSED' && !atClose(i)), readinessSeen.join(' ')).toEqual([]);
     expect(refusedAt, 'the listener closes after the delay').toBeDefined();
     // The delay is honoured (a generous lower bound: at least most of the 500 ms).
     expect(refusedAt! - signalledAt).toBeGreaterThanOrEqual(350);

@@ -265,6 +265,7 @@ describe('endpoint ejection from the background checks', () => {
     const dead = await startTritonReference();
     await dead.close(); // its port now refuses connections
     const config = validateConfig({
+      auth: { enabled: false },
       server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, log_level: 'silent' },
       backends: {
         t: {

@@ -20,6 +20,7 @@ beforeAll(async () => {
   triton = await startTritonReference({ host: '127.0.0.1' });
   client = new Redis(redis.url);
   const config = validateConfig({
+    auth: { enabled: false },
     server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, log_level: 'silent' },
     backends: { triton: { kind: 'triton', protocol: 'grpc', endpoints: [triton.grpcEndpoint] } },
     models: { linear: { backend: 'triton' } },

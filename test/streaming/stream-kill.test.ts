@@ -98,6 +98,17 @@ async function spawnStream(args: string[]): Promise<StreamChild> {
   return running;
 }
 
+/** Entries of the input the group has not read yet (XINFO GROUPS `lag`, Redis 7). */
+async function groupLag(): Promise<number> {
+  const groups = (await client.xinfo('GROUPS', INPUT)) as unknown[][];
+  for (const g of groups) {
+    const f = new Map<string, unknown>();
+    for (let i = 0; i + 1 < g.length; i += 2) f.set(String(g[i]), g[i + 1]);
+    if (f.get('name') === GROUP) return Number(f.get('lag') ?? 0);
+  }
+  return 0;
+}
+
 /** The consumers of the group, by name, with their pending counts. */
 async function consumerPending(): Promise<Map<string, number>> {
   const rows = (await client.xinfo('CONSUMERS', INPUT, GROUP)) as unknown[][];
@@ -169,7 +180,13 @@ describe('infergate stream, two consumers, one killed mid-stream', () => {
     expect(poisonId).not.toBe('');
 
     // Kill the first consumer while it holds events it has not acknowledged.
-    await until(async () => ((await consumerPending()).get('first') ?? 0) > 0 && (await client.xlen(OUTPUT)) > 100, 30_000, 'first consumer busy');
+    // Mid-stream: events still unread by the group (lag), so the first consumer keeps taking more and still holds
+    // some when the kill lands a moment after this check.
+    await until(
+      async () => ((await consumerPending()).get('first') ?? 0) > 0 && (await client.xlen(OUTPUT)) > 100 && (await groupLag()) > 300,
+      30_000,
+      'first consumer busy mid-stream',
+    );
     first.child.kill('SIGKILL');
     const killed = await first.exited;
     expect(killed.signal).toBe('SIGKILL');

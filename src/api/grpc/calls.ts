@@ -1,12 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
 import { toGatewayError } from '../../core/errors.js';
+import type { InferenceMetrics } from '../../observability/inference-metrics.js';
 import type { Logger } from '../../observability/logger.js';
+import { TRACEPARENT_HEADER, traceFrom } from '../../observability/trace-context.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import type { RequestContext } from '../../routing/inference-service.js';
 import type { RequestAdmission, RequestTicket } from '../admission.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 import { ATTEMPTS_HEADER, CACHE_HEADER, TARGET_HEADER, VARIANT_HEADER, cacheModeField } from '../served.js';
 import type { CacheOutcome } from '../../cache/response-cache.js';
+import { timed, timedContext } from '../timed-context.js';
+import type { AccessControl } from '../auth/access-control.js';
+import { admitGrpcCall } from '../auth/grpc-guard.js';
 
 export interface GrpcApiOptions {
   readonly maxMessageBytes: number;
@@ -14,6 +19,10 @@ export interface GrpcApiOptions {
   readonly logger: Logger;
   /** Requests in flight (the gateway-wide limit, cancellation, graceful drain); absent: no limit. */
   readonly admission?: RequestAdmission;
+  /** Credentials, scopes and rate limits (api/auth); absent: every call is let through. */
+  readonly access?: AccessControl;
+  /** Times every inference call (infergate_requests_total); absent: not measured. */
+  readonly metrics?: InferenceMetrics;
 }
 
 /** gRPC's retry pushback trailer (gRFC A6): how long the client should wait before trying again. */
@@ -30,6 +39,7 @@ export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: 
     ...(clientDeadline !== undefined ? { clientDeadline } : {}),
     ...(signal !== undefined ? { signal } : {}),
     requestId: requestIdFrom(metadataValue(call.metadata, REQUEST_ID_HEADER)),
+    trace: traceFrom(metadataValue(call.metadata, TRACEPARENT_HEADER)),
     header: (name) => metadataValue(call.metadata, name),
     ...cacheModeField(metadataValue(call.metadata, 'cache-control')),
     ...(trailer !== undefined
@@ -46,7 +56,7 @@ export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: 
 }
 
 /** The first text value of a metadata key (binary -bin values are not routing keys). */
-function metadataValue(metadata: grpc.Metadata, name: string): string | undefined {
+export function metadataValue(metadata: grpc.Metadata, name: string): string | undefined {
   const value = metadata.get(name)[0];
   return typeof value === 'string' ? value : undefined;
 }
@@ -68,9 +78,10 @@ export function serviceError(
   requestId: string | undefined,
   err: unknown,
   trailer?: grpc.Metadata,
+  traceId?: string,
 ): grpc.ServiceError {
   const error = toGatewayError(err);
-  logRequestFailure(log, { requestId, rpc }, error);
+  logRequestFailure(log, { requestId, ...(traceId !== undefined ? { trace_id: traceId } : {}), rpc }, error);
   const metadata = trailer?.clone() ?? new grpc.Metadata();
   if (requestId) metadata.set(REQUEST_ID_HEADER, requestId);
   if (error.retryAfterMs !== undefined) metadata.set(RETRY_PUSHBACK, String(Math.max(1, Math.round(error.retryAfterMs))));
@@ -111,19 +122,38 @@ export function unaryHandler<Req, Res>(
       const requestCtx = ctx;
       const admitted = ticket;
       trailer.set(REQUEST_ID_HEADER, requestCtx.requestId ?? '');
-      Promise.resolve(handler(call.request, requestCtx, call)).then(
+      // Credentials, the model's scope and rate limits first (open for health and server metadata).
+      admitGrpcCall(opts.access, rpc, call, call.request).then(() => handler(call.request, requestCtx, call)).then(
         (res) => {
           callback(null, res, trailer);
           admitted?.end();
         },
         (err: unknown) => {
-          callback(serviceError(opts.logger, rpc, requestCtx.requestId, err, trailer));
+          callback(serviceError(opts.logger, rpc, requestCtx.requestId, err, trailer, requestCtx.trace?.traceId));
           admitted?.end();
         },
       );
     } catch (err) {
       ticket?.end();
-      callback(serviceError(opts.logger, rpc, ctx?.requestId, err, trailer));
+      callback(serviceError(opts.logger, rpc, ctx?.requestId, err, trailer, ctx?.trace?.traceId));
     }
   };
+}
+
+/**
+ * unaryHandler() for an inference rpc: timed for the metrics from its
+ * handler's start to its answer. The handler passes its context to
+ * service.resolve(), which tells the timer the model.
+ */
+export function inferenceHandler<Req, Res>(
+  rpc: string,
+  opts: GrpcApiOptions,
+  handler: (req: Req, ctx: RequestContext, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  const metrics = opts.metrics;
+  if (metrics === undefined) return unaryHandler(rpc, opts, handler);
+  return unaryHandler<Req, Res>(rpc, opts, (req, ctx, call) => {
+    const timer = metrics.start();
+    return timed(timer, () => handler(req, timedContext(ctx, timer), call));
+  });
 }

@@ -1,11 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_FRONT_DOORS } from './front-doors.js';
-import { admitCall, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import { admitCall, inferenceHandler, metadataValue, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import { admitGrpcCall, afterGate, streamMessageGate } from '../auth/grpc-guard.js';
 import type { RequestTicket } from '../admission.js';
 import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
 import type { InferRequest, InferResponse } from '../../core/inference.js';
+import type { InferenceTimer } from '../../observability/inference-metrics.js';
 import type { Logger } from '../../observability/logger.js';
+import { TRACEPARENT_HEADER, traceFrom, type TraceContext } from '../../observability/trace-context.js';
+import { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
+import { timedContext } from '../timed-context.js';
 import { logRequestFailure } from '../../observability/request-log.js';
 import {
   inferRequestFromMessage,
@@ -53,9 +58,9 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
     ModelMetadata: unary('ModelMetadata', async (req: { name?: string; version?: string }, ctx) =>
       modelMetadataToMessage(await service.modelMetadata(req.name ?? '', req.version ?? '', ctx)),
     ),
-    ModelInfer: unary('ModelInfer', async (req: ModelInferRequestMessage, ctx) => {
+    ModelInfer: inferenceHandler('ModelInfer', opts, async (req: ModelInferRequestMessage, ctx) => {
       // Resolved before the tensors are decoded: an unknown model is NOT_FOUND whatever the inputs hold.
-      const target = service.resolve(req.model_name ?? '', req.model_version ?? '');
+      const target = service.resolve(req.model_name ?? '', req.model_version ?? '', ctx);
       return inferResponseToMessage(await service.infer(inferRequestFromMessage(req), ctx, target));
     }),
     RepositoryIndex: unary('RepositoryIndex', async (req: { ready?: boolean }, ctx) => ({
@@ -70,7 +75,17 @@ export function createGrpcServer(service: InferenceService, opts: GrpcApiOptions
         call.emit('error', serviceError(log, 'ModelStreamInfer', undefined, err));
         return;
       }
-      streamInfer(call, service, opts, ticket);
+      // The stream's credential is checked once, as it opens; each message's model and rate limits as it comes.
+      admitGrpcCall(opts.access, 'ModelStreamInfer', call).then(
+        (principal) => {
+          if (call.cancelled) ticket?.end();
+          else streamInfer(call, service, opts, ticket, streamMessageGate(opts.access, principal));
+        },
+        (err: unknown) => {
+          ticket?.end();
+          call.emit('error', serviceError(log, 'ModelStreamInfer', undefined, err));
+        },
+      );
     },
   };
   server.addService(INFERENCE_SERVICE, handlers);
@@ -90,6 +105,7 @@ type Step = { readonly part: InferResponse } | { readonly end: true } | { readon
 interface StreamRequest {
   readonly msg: ModelInferRequestMessage;
   readonly requestId: string | undefined;
+  readonly trace: TraceContext;
   /** The answer's parts; undefined when the request failed before it reached a backend. */
   readonly parts: AsyncIterator<InferResponse> | undefined;
   /** The step asked for and not yet written: the first is asked for on arrival, the others one at a time. */
@@ -120,6 +136,8 @@ function streamInfer(
   service: InferenceService,
   opts: GrpcApiOptions,
   ticket: RequestTicket | undefined,
+  /** Each message's access check (its model's scope, synchronously; then its rate limits); undefined without access control. */
+  gate?: (model: string) => Promise<void>,
 ): void {
   const log = opts.logger;
   // The stream's own signal, so its backend calls stop when the client goes away even without admission;
@@ -129,6 +147,12 @@ function streamInfer(
   if (ticketSignal?.aborted) controller.abort(ticketSignal.reason);
   else ticketSignal?.addEventListener('abort', () => controller.abort(ticketSignal.reason), { once: true });
   const signal = controller.signal;
+  // The stream's request id (the client's x-request-id, or a new one) goes back in its initial metadata; each
+  // message gets an id of its own. The stream's trace (its traceparent, or a new one) is every message's.
+  const initial = new grpc.Metadata();
+  initial.set(REQUEST_ID_HEADER, requestIdFrom(metadataValue(call.metadata, REQUEST_ID_HEADER)));
+  call.sendMetadata(initial);
+  const trace = traceFrom(metadataValue(call.metadata, TRACEPARENT_HEADER));
 
   const pending: StreamRequest[] = [];
   let inputEnded = false;
@@ -143,17 +167,26 @@ function streamInfer(
 
   // Each message of a long-lived stream gets its own deadline and request id.
   const open = (msg: ModelInferRequestMessage): StreamRequest => {
-    const ctx: RequestContext = { deadline: Date.now() + opts.requestTimeoutMs, requestId: randomUUID(), signal };
+    let ctx: RequestContext = { deadline: Date.now() + opts.requestTimeoutMs, requestId: randomUUID(), signal, trace };
+    let timer: InferenceTimer | undefined;
     let emptyFinal = false;
     try {
+      // A model outside the stream's scope is refused before it is resolved; the rate limits are awaited before the call.
+      const admitted = gate?.(msg.model_name ?? '');
+      admitted?.catch(() => undefined);
+      // An inference from here on: timed for the metrics to its first part (or its failure).
+      timer = opts.metrics?.start();
+      if (timer !== undefined) ctx = timedContext(ctx, timer);
       // Resolved before the tensors are decoded: an unknown model is NOT_FOUND whatever the inputs hold.
-      const target = service.resolve(msg.model_name ?? '', msg.model_version ?? '');
+      const target = service.resolve(msg.model_name ?? '', msg.model_version ?? '', ctx);
       const request = inferRequestFromMessage(msg);
       emptyFinal = emptyFinalRequested(request);
-      const parts = service.inferStream(withoutEmptyFinal(request), ctx, target)[Symbol.asyncIterator]();
-      return { msg, requestId: ctx.requestId, parts, next: pull(parts), emptyFinal };
+      const start = () => service.inferStream(withoutEmptyFinal(request), ctx, target);
+      const parts = (admitted === undefined ? start() : afterGate(admitted, start))[Symbol.asyncIterator]();
+      return { msg, requestId: ctx.requestId, trace, parts, next: timer !== undefined ? timedStep(pull(parts), timer) : pull(parts), emptyFinal };
     } catch (err) {
-      return { msg, requestId: ctx.requestId, parts: undefined, next: Promise.resolve({ error: toGatewayError(err) }), emptyFinal };
+      timer?.end(err);
+      return { msg, requestId: ctx.requestId, trace, parts: undefined, next: Promise.resolve({ error: toGatewayError(err) }), emptyFinal };
     }
   };
 
@@ -163,7 +196,7 @@ function streamInfer(
   };
 
   const fail = (req: StreamRequest, error: GatewayError): Promise<void> => {
-    logFailure(log, 'ModelStreamInfer', req.requestId, error);
+    logFailure(log, 'ModelStreamInfer', req.requestId, error, req.trace.traceId);
     return write(errorReply(req, error));
   };
 
@@ -243,6 +276,14 @@ function pull(parts: AsyncIterator<InferResponse>): Promise<Step> {
   );
 }
 
+/** `step` (a request's first), ending `timer` when it comes: the request's time to its first part, or its failure. */
+function timedStep(step: Promise<Step>, timer: InferenceTimer): Promise<Step> {
+  return step.then((s) => {
+    timer.end('error' in s ? s.error : undefined);
+    return s;
+  });
+}
+
 /** The request's `triton_enable_empty_final_response`; Triton accepts only a bool. */
 function emptyFinalRequested(req: InferRequest): boolean {
   const value = req.parameters?.[EMPTY_FINAL_PARAMETER];
@@ -304,8 +345,8 @@ function drained(call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelSt
   });
 }
 
-function logFailure(log: Logger, rpc: string, requestId: string | undefined, error: GatewayError): void {
-  logRequestFailure(log, { requestId, rpc }, error);
+function logFailure(log: Logger, rpc: string, requestId: string | undefined, error: GatewayError, traceId: string): void {
+  logRequestFailure(log, { requestId, trace_id: traceId, rpc }, error);
 }
 
 /** Binds the server; resolves with the port it listens on (useful with port 0). */

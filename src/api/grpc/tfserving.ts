@@ -24,7 +24,7 @@ import {
 } from '../../protocols/tfserving/signature.js';
 import { tensorFromProto, tensorToProto } from '../../protocols/tfserving/tensor-proto.js';
 import { modelVersionStatus, signatureParameters } from '../tfserving-service.js';
-import { unaryHandler } from './calls.js';
+import { inferenceHandler, unaryHandler } from './calls.js';
 import type { GrpcFrontDoor } from './front-doors.js';
 
 /**
@@ -36,7 +36,7 @@ import type { GrpcFrontDoor } from './front-doors.js';
  */
 export const addTfServingServices: GrpcFrontDoor = (server, service, opts) => {
   server.addService(PREDICTION_SERVICE, {
-    Predict: unaryHandler<PredictRequestMessage, PredictResponseMessage>(
+    Predict: inferenceHandler<PredictRequestMessage, PredictResponseMessage>(
       'tensorflow.serving.PredictionService/Predict',
       opts,
       async (req, ctx) => {
@@ -44,7 +44,7 @@ export const addTfServingServices: GrpcFrontDoor = (server, service, opts) => {
         const model = spec.name ?? '';
         const version = versionOfModelSpec(spec);
         // Resolved before the tensors are decoded: an unknown model is NOT_FOUND whatever the inputs hold.
-        const target = service.resolve(model, version);
+        const target = service.resolve(model, version, ctx);
         const inputs = inputsOf(req.inputs);
         const outputs = requestedOutputs(req.output_filter);
         const parameters = signatureParameters(spec.signature_name, target);

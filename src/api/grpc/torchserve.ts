@@ -15,7 +15,10 @@ import {
 import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
 import type { RouteTarget } from '../../routing/model-router.js';
 import { bodyInputOf, outputNameOf } from '../http/torchserve.js';
-import { admitCall, callContext, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import { admitCall, callContext, inferenceHandler, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import type { InferenceTimer } from '../../observability/inference-metrics.js';
+import { timedContext } from '../timed-context.js';
+import { admitGrpcCall } from '../auth/grpc-guard.js';
 import type { RequestTicket } from '../admission.js';
 import type { GrpcFrontDoor } from './front-doors.js';
 
@@ -33,7 +36,7 @@ import type { GrpcFrontDoor } from './front-doors.js';
 export const addTorchServeServices: GrpcFrontDoor = (server, service, opts) => {
   const handlers: grpc.UntypedServiceImplementation = {
     Ping: unaryHandler('Ping', opts, () => ({ health: pingHealth(service.serverReady()) }), false),
-    Predictions: unaryHandler('Predictions', opts, async (msg: PredictionsRequestMessage, ctx): Promise<PredictionResponseMessage> => {
+    Predictions: inferenceHandler('Predictions', opts, async (msg: PredictionsRequestMessage, ctx): Promise<PredictionResponseMessage> => {
       const { target, request } = await canonicalRequest(service, msg, ctx);
       const answer = await service.infer(request, ctx, target);
       return reply(msg, renderAnswer(answer, outputNameOf(target)).body);
@@ -59,7 +62,7 @@ async function canonicalRequest(
 ): Promise<{ target: RouteTarget; request: InferRequest }> {
   const model = msg.model_name ?? '';
   const version = msg.model_version ?? '';
-  const target = service.resolve(model, version);
+  const target = service.resolve(model, version, ctx);
   const input = msg.input ?? {};
   const body = isLoneBody(input) ? await bodyInputOf(service, target, ctx) : DEFAULT_BODY_INPUT;
   return { target, request: { model, version, inputs: inputMapInputs(input, body) } };
@@ -81,22 +84,30 @@ async function streamPredictions(
 ): Promise<void> {
   let ctx: RequestContext | undefined;
   let ticket: RequestTicket | undefined;
+  let timer: InferenceTimer | undefined;
   const trailer = new grpc.Metadata();
   try {
     // The client cancelling the call aborts the backend call (the ticket's signal).
     ticket = admitCall(call, opts);
     ctx = callContext(call, opts, trailer, ticket?.signal);
+    await admitGrpcCall(opts.access, 'StreamPredictions', call, call.request);
+    // An inference from here on: timed for the metrics to its first part (or its failure).
+    timer = opts.metrics?.start();
+    if (timer !== undefined) ctx = timedContext(ctx, timer);
     const { target, request } = await canonicalRequest(service, call.request, ctx);
     const outputName = outputNameOf(target);
     for await (const part of service.inferStream(request, ctx, target)) {
+      timer?.end();
       if (call.cancelled) return;
       if (!call.write(reply(call.request, renderAnswer(part, outputName).body))) await drained(call);
     }
+    timer?.end();
     if (call.cancelled) return;
     trailer.set('x-request-id', ctx.requestId ?? '');
     call.end(trailer);
   } catch (err) {
-    if (!call.cancelled) call.emit('error', serviceError(opts.logger, 'StreamPredictions', ctx?.requestId, err, trailer));
+    timer?.end(err);
+    if (!call.cancelled) call.emit('error', serviceError(opts.logger, 'StreamPredictions', ctx?.requestId, err, trailer, ctx?.trace?.traceId));
   } finally {
     ticket?.end();
   }

@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import type { InstanceInfo } from '../../config/config-sync.js';
 import type { ApplyResult, LiveConfig } from '../../config/live-config.js';
@@ -11,9 +10,15 @@ import { REQUEST_ID_HEADER, requestIdFrom, type HttpContext, type HttpEnv } from
 import type { BackendStatus } from '../../resilience/resilient-backend.js';
 import type { CacheStats } from '../../cache/response-cache.js';
 import type { StreamProcessorMetrics } from '../../streaming/stream-processor.js';
+import { routesView } from '../../routing/route-view.js';
+import { registerStatusPage } from './status-page/index.js';
+import type { AccessControl } from '../auth/access-control.js';
+import { adminRefusal } from '../auth/http-guard.js';
 
 export interface AdminApiOptions {
   readonly live: LiveConfig;
+  /** Who may call: admin credentials (the `admin:` section's keys, admin API keys and tokens). */
+  readonly access: AccessControl;
   /** The server's body limit applies to config texts too. */
   readonly maxBodyBytes: number;
   readonly logger: Logger;
@@ -36,7 +41,6 @@ export interface BackendHealthView extends BackendStatus {
   readonly models: readonly { readonly model: string; readonly target: string; readonly ready: boolean | null; readonly reason: string }[];
 }
 
-const DISABLED = 'admin API disabled: configure admin.api_key_sha256 or set INFERGATE_ADMIN_KEY';
 const NO_STORE = { 'cache-control': 'no-store' } as const;
 
 /**
@@ -50,6 +54,9 @@ const NO_STORE = { 'cache-control': 'no-store' } as const;
  *   GET  /admin/streams                   stream processors: events in/out/failed/dead-lettered, lag, latency
  *   GET  /admin/backends                  every backend: endpoints (ejections, breaker state, calls, failures),
  *                                         load shedding, retry budget, and its models' readiness
+ *   GET  /admin/routes                    every model's routing tree (weights, fallbacks, match rules, leaf ids)
+ *                                         and every experiment's arms, from the running config
+ *   GET  /admin/ui                        the status page (status-page/): its shell is public, its data needs the key
  * Every call needs `Authorization: Bearer <key>`; with no key configured at all
  * the API answers 403, so it is never open by default.
  */
@@ -57,12 +64,15 @@ export function createAdminApp(opts: AdminApiOptions): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();
   const { live } = opts;
 
+  // Ahead of the key check: the page's HTML, scripts and styles hold no data; the page sends the key for its data.
+  registerStatusPage(app);
+
   app.use('*', async (c, next) => {
     // Mounted ahead of the v2 middleware, so the request id is set here.
     const id = requestIdFrom(c.req.header(REQUEST_ID_HEADER));
     c.set('requestId', id);
     c.header(REQUEST_ID_HEADER, id);
-    const denied = authorize(c, live);
+    const denied = await adminRefusal(c, opts.access, opts.logger);
     if (denied !== undefined) return denied;
     await next();
   });
@@ -112,6 +122,10 @@ export function createAdminApp(opts: AdminApiOptions): Hono<HttpEnv> {
   app.get('/cache', (c) => c.json({ cache: opts.cache?.() ?? null }, 200, NO_STORE));
   app.get('/streams', (c) => c.json({ streams: opts.streams?.() ?? {} }, 200, NO_STORE));
   app.get('/backends', (c) => c.json({ version: live.current.version, backends: opts.backends?.() ?? [] }, 200, NO_STORE));
+  app.get('/routes', (c) => {
+    const current = live.current;
+    return c.json({ version: current.version, ...routesView(current.config) }, 200, NO_STORE);
+  });
   app.patch('/experiments/:name', async (c) => {
     const name = c.req.param('name');
     const body = await readBody(c.env.incoming, opts.maxBodyBytes);
@@ -156,25 +170,4 @@ async function configText(c: HttpContext, limit: number): Promise<string> {
 
 function isTrue(value: string | undefined): boolean {
   return value !== undefined && ['true', '1', 'yes', ''].includes(value.toLowerCase());
-}
-
-/** Undefined when the caller may go on; else the 401/403 reply. */
-function authorize(c: HttpContext, live: LiveConfig): Response | undefined {
-  const { api_key_sha256: digests, api_key_env: envName } = live.current.config.admin;
-  const envKey = live.env[envName];
-  const accepted = [...digests.map((d) => Buffer.from(d, 'hex')), ...(envKey ? [sha256(envKey)] : [])];
-  if (accepted.length === 0) return c.json({ error: DISABLED }, 403);
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
-  if (match === null) {
-    return c.json({ error: 'admin API needs an API key: Authorization: Bearer <key>' }, 401, { 'www-authenticate': 'Bearer' });
-  }
-  // Digests of equal length, each compared in constant time and all of them every time, so timing says nothing about the keys.
-  const presented = sha256(match[1]!);
-  let ok = false;
-  for (const digest of accepted) ok = (digest.length === presented.length && timingSafeEqual(digest, presented)) || ok;
-  return ok ? undefined : c.json({ error: 'invalid admin API key' }, 401, { 'www-authenticate': 'Bearer error="invalid_token"' });
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
 }

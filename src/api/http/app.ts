@@ -11,14 +11,17 @@ import type { InferenceService } from '../../routing/inference-service.js';
 import { readBody } from './body.js';
 import {
   errorResponse,
+  inferenceRoute,
   REQUEST_ID_HEADER,
   requestContext,
   requestIdFrom,
+  traceOf,
   type HttpApiOptions,
   type HttpContext,
   type HttpEnv,
 } from './context.js';
 import { HTTP_FRONT_DOORS } from './front-doors.js';
+import { accessMiddleware } from '../auth/http-guard.js';
 import { ATTEMPTS_HEADER, CACHE_HEADER, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 
 export type { HttpApiOptions } from './context.js';
@@ -32,7 +35,7 @@ const HEADER_LENGTH = 'inference-header-content-length';
  */
 const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
 /** Paths answered from the gateway itself: never refused by the in-flight limit, so probes see it under overload. */
-const ALWAYS_ADMITTED: ReadonlySet<string> = new Set(['/v2', '/v2/health/live', '/v2/health/ready', '/ping']);
+const ALWAYS_ADMITTED: ReadonlySet<string> = new Set(['/v2', '/v2/health/live', '/v2/health/ready', '/ping', '/metrics']);
 
 /**
  * The client-facing KServe v2 REST API (the routes Triton serves), plus
@@ -42,9 +45,16 @@ const ALWAYS_ADMITTED: ReadonlySet<string> = new Set(['/v2', '/v2/health/live', 
 export function createHttpApp(
   service: InferenceService,
   opts: HttpApiOptions,
-  mounts: { readonly admin?: Hono<HttpEnv>; readonly experiments?: Hono<HttpEnv>; readonly jobs?: Hono<HttpEnv> } = {},
+  mounts: {
+    readonly admin?: Hono<HttpEnv>;
+    readonly experiments?: Hono<HttpEnv>;
+    readonly jobs?: Hono<HttpEnv>;
+    readonly metrics?: Hono<HttpEnv>;
+  } = {},
 ): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();
+  // Credentials, scopes and rate limits (api/auth), first of all: a refused request is never admitted nor read.
+  if (opts.access !== undefined) app.use('*', accessMiddleware(opts.access, opts.logger));
   // /admin (api/http/admin.ts) is built by the composition root, which owns the live config; it sets its own request id.
   if (mounts.admin !== undefined) app.route('/admin', mounts.admin);
   // Experiment results (api/http/experiments.ts), built with the long-lived results object.
@@ -126,10 +136,10 @@ export function createHttpApp(
   route('GET', '/v2/models/:model/ready', ready);
   route('GET', '/v2/models/:model/versions/:version/ready', ready);
 
-  const infer = async (c: HttpContext): Promise<Response> => {
+  const infer = inferenceRoute(opts, async (c: HttpContext): Promise<Response> => {
     const model = c.req.param('model') ?? '';
     const version = c.req.param('version') ?? '';
-    const target = service.resolve(model, version);
+    const target = service.resolve(model, version, c.get('inference'));
     // Before the body is read: the deadline runs from the request's arrival, and a bad timeout header is reported first.
     const ctx = context(c);
     const body = await readBody(c.env.incoming, opts.maxBodyBytes);
@@ -143,7 +153,7 @@ export function createHttpApp(
     const payload = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[], encoded.byteLength);
     // Node Buffers never sit on a SharedArrayBuffer, which is all the cast rules out.
     return c.body(payload as Uint8Array<ArrayBuffer>, 200, headers);
-  };
+  });
   route('POST', '/v2/models/:model/infer', infer);
   route('POST', '/v2/models/:model/versions/:version/infer', infer);
 
@@ -156,6 +166,8 @@ export function createHttpApp(
     );
   }
 
+  // GET /metrics (api/http/metrics.ts), after the middleware: never refused by admission (ALWAYS_ADMITTED).
+  if (mounts.metrics !== undefined) app.route('/metrics', mounts.metrics);
   // Batch jobs (api/http/jobs.ts), after the middleware and ahead of TF Serving's catch-all /v1/*.
   if (mounts.jobs !== undefined) app.route('/v1/jobs', mounts.jobs);
   for (const register of HTTP_FRONT_DOORS) register(app, service, opts);
@@ -163,7 +175,7 @@ export function createHttpApp(
   app.notFound(() => errorResponse(new GatewayError('NOT_FOUND', 'Not Found')));
   app.onError((err, c) => {
     const error = toGatewayError(err);
-    logRequestFailure(log, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path }, error);
+    logRequestFailure(log, { requestId: c.get('requestId'), trace_id: traceOf(c).traceId, method: c.req.method, path: c.req.path }, error);
     const res = errorResponse(error);
     res.headers.set(REQUEST_ID_HEADER, c.get('requestId') ?? '');
     return res;

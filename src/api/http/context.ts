@@ -2,11 +2,16 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
 import { invalidArgument, type GatewayError } from '../../core/errors.js';
 import type { RequestAdmission, RequestTicket } from '../admission.js';
+import type { InferenceMetrics, InferenceTimer } from '../../observability/inference-metrics.js';
 import type { Logger } from '../../observability/logger.js';
+import { TRACEPARENT_HEADER, traceFrom, type TraceContext } from '../../observability/trace-context.js';
 import { encodeError } from '../../protocols/v2/rest-codec.js';
 import type { RequestContext } from '../../routing/inference-service.js';
 import { cacheModeField, type ServedBy } from '../served.js';
+import { timed } from '../timed-context.js';
 import type { CacheOutcome } from '../../cache/response-cache.js';
+import type { AccessControl } from '../auth/access-control.js';
+import type { Principal } from '../auth/principal.js';
 
 /**
  * The Hono environment of every REST surface: the Node request/response, the
@@ -15,7 +20,18 @@ import type { CacheOutcome } from '../../cache/response-cache.js';
  */
 export type HttpEnv = {
   Bindings: HttpBindings;
-  Variables: { requestId: string; servedBy?: ServedBy; variant?: string; ticket?: RequestTicket; cache?: CacheOutcome };
+  Variables: {
+    requestId: string;
+    servedBy?: ServedBy;
+    variant?: string;
+    ticket?: RequestTicket;
+    cache?: CacheOutcome;
+    principal?: Principal;
+    /** The request's W3C trace (see traceOf). */
+    trace?: TraceContext;
+    /** An inference's metrics timer (see inferenceRoute). */
+    inference?: InferenceTimer;
+  };
 };
 export type HttpContext = Context<HttpEnv>;
 
@@ -25,6 +41,10 @@ export interface HttpApiOptions {
   readonly logger: Logger;
   /** Requests in flight (the gateway-wide limit, cancellation, graceful drain); absent: no limit. */
   readonly admission?: RequestAdmission;
+  /** Credentials, scopes and rate limits (api/auth); absent: every request is let through. */
+  readonly access?: AccessControl;
+  /** Times every inference request (infergate_requests_total); absent: not measured. */
+  readonly metrics?: InferenceMetrics;
 }
 
 /** A client's own timeout for the whole request, in milliseconds (REST has no standard one; gRPC has grpc-timeout). */
@@ -45,14 +65,51 @@ export function requestContext(c: HttpContext, opts: HttpApiOptions): RequestCon
     ...(signal !== undefined ? { signal } : {}),
     ...cacheModeField(headers['cache-control']),
     requestId: c.get('requestId'),
+    trace: traceOf(c),
     header: (name) => {
       const value = headers[name];
       return Array.isArray(value) ? value[0] : value;
     },
-    onServed: (target, attempts) => c.set('servedBy', { target, attempts }),
-    onVariant: (_experiment, arm) => c.set('variant', arm),
+    onServed: (target, attempts) => {
+      c.set('servedBy', { target, attempts });
+      c.get('inference')?.onServed(target);
+    },
+    onVariant: (experiment, arm) => {
+      c.set('variant', arm);
+      c.get('inference')?.onVariant(experiment, arm);
+    },
     onCache: (outcome) => c.set('cache', outcome),
   };
+}
+
+/** The request's trace: the client's traceparent when valid, else a new trace; made once per request. */
+export function traceOf(c: HttpContext): TraceContext {
+  let trace = c.get('trace');
+  if (trace === undefined) {
+    const header = c.env.incoming.headers[TRACEPARENT_HEADER];
+    trace = traceFrom(typeof header === 'string' ? header : undefined);
+    c.set('trace', trace);
+  }
+  return trace;
+}
+
+/**
+ * An inference route, timed for the metrics from its start to its answer
+ * (an error it answers without throwing ends c.get('inference') first). The
+ * handler passes c.get('inference') to service.resolve(), which tells it the
+ * model; requestContext's hooks tell it the leaf and the arm.
+ */
+export function inferenceRoute(opts: HttpApiOptions, handler: (c: HttpContext) => Promise<Response>): (c: HttpContext) => Promise<Response> {
+  return opts.metrics === undefined ? handler : (c) => timeInference(c, opts, () => handler(c));
+}
+
+/** Runs one inference timed for the metrics (see inferenceRoute), for routes that are not all inferences. */
+export function timeInference(c: HttpContext, opts: HttpApiOptions, run: () => Promise<Response>): Promise<Response> {
+  const metrics = opts.metrics;
+  if (metrics === undefined) return run();
+  const timer = metrics.start();
+  c.set('inference', timer);
+  return timed(timer, run);
 }
 
 /**

@@ -45,7 +45,7 @@ interface ParsedOutcome {
  * `GET /{name}`: per-arm counts, latency percentiles, outcomes with 95%
  * intervals and tests of each arm against the control;
  * `POST /{name}/outcomes`: client-reported outcomes by request id or sticky key.
- * No authentication yet.
+ * Access: the REST listener's check (api/auth) asks for the experiment's model in the credential's scope.
  */
 export function createExperimentsApp(opts: ExperimentsApiOptions): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();

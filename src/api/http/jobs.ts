@@ -5,6 +5,7 @@ import { RECORD_FORMATS } from '../../jobs/formats/index.js';
 import { JOB_STATES, JobFinishedError, type BatchJobs, type JobRequest, type JobState } from '../../jobs/job-queue.js';
 import { readBody } from './body.js';
 import { errorResponse, type HttpEnv } from './context.js';
+import { requireModel } from '../auth/access-control.js';
 
 /** A job request is a few paths and numbers: bodies larger than this are refused whatever server.max_body_bytes says. */
 const MAX_JOB_BODY_BYTES = 64 * 1024;
@@ -36,7 +37,8 @@ const jobRequestSchema = z.strictObject({
  *   DELETE /v1/jobs/{id}                cancel: 200 when done at once (a queued job), 202 when a running job
  *                                       was asked to stop (within about a second); 409 when it already finished
  * Without a `jobs` section every route answers 501 UNIMPLEMENTED. Errors are
- * `{"error": "..."}` through the app's error handler. No authentication yet.
+ * `{"error": "..."}` through the app's error handler. Access (api/auth): the
+ * list needs a '*' scope; a job's submission, view and cancel need its model's.
  */
 export function createJobsApp(jobs: BatchJobs | undefined, opts: { readonly maxBodyBytes: number }): Hono<HttpEnv> {
   const app = new Hono<HttpEnv>();
@@ -54,6 +56,8 @@ export function createJobsApp(jobs: BatchJobs | undefined, opts: { readonly maxB
 
   app.post('/', async (c) => {
     const request = parseJobRequest(await readBody(c.env.incoming, bodyLimit));
+    // The credential was checked before the body was read; the model it names must be in its scope.
+    requireModel(c.get('principal'), request.model);
     const view = await jobs!.submit(request);
     return c.json(view, 202, { location: `/v1/jobs/${view.id}`, ...NO_STORE });
   });
@@ -73,9 +77,15 @@ export function createJobsApp(jobs: BatchJobs | undefined, opts: { readonly maxB
     return c.json({ jobs: list, counts }, 200, NO_STORE);
   });
 
-  app.get('/:id', async (c) => c.json(await jobs!.get(c.req.param('id')), 200, NO_STORE));
+  app.get('/:id', async (c) => {
+    const view = await jobs!.get(c.req.param('id'));
+    requireModel(c.get('principal'), view.model);
+    return c.json(view, 200, NO_STORE);
+  });
 
   app.delete('/:id', async (c) => {
+    // Only a job of a model in the credential's scope may be cancelled.
+    requireModel(c.get('principal'), (await jobs!.get(c.req.param('id'))).model);
     let cancelled;
     try {
       cancelled = await jobs!.cancel(c.req.param('id'));

@@ -10,7 +10,7 @@ import { reportedVersion } from '../../protocols/tfserving/signature.js';
 import type { InferenceService } from '../../routing/inference-service.js';
 import { modelVersionStatus, signatureParameters } from '../tfserving-service.js';
 import { readBody } from './body.js';
-import { requestContext, type HttpApiOptions, type HttpContext } from './context.js';
+import { requestContext, timeInference, type HttpApiOptions, type HttpContext } from './context.js';
 import type { HttpFrontDoor } from './front-doors.js';
 
 /**
@@ -44,7 +44,8 @@ export const registerTfServingRoutes: HttpFrontDoor = (app, service, opts) => {
       if (verb !== 'predict') {
         throw new GatewayError('UNIMPLEMENTED', `:${verb} is not served by this gateway; TF Serving clients can use :predict`);
       }
-      return predict(c, service, opts, segment(post[1]!), segment(post[2] ?? post[3] ?? ''));
+      // Only :predict is an inference (timed for the metrics); the other paths share this route.
+      return timeInference(c, opts, () => predict(c, service, opts, segment(post[1]!), segment(post[2] ?? post[3] ?? '')));
     }
     const get = method === 'GET' ? GET_PATH.exec(path) : null;
     if (get === null) throw invalidArgument(`Malformed request: ${method} ${path}`);
@@ -62,7 +63,7 @@ export const registerTfServingRoutes: HttpFrontDoor = (app, service, opts) => {
 
 async function predict(c: HttpContext, service: InferenceService, opts: HttpApiOptions, model: string, version: string): Promise<Response> {
   // Resolved first: an unknown model is NOT_FOUND whatever the body holds.
-  const target = service.resolve(model, version);
+  const target = service.resolve(model, version, c.get('inference'));
   const ctx = requestContext(c, opts);
   const body = parsePredictBody(await readBody(c.env.incoming, opts.maxBodyBytes));
   const parameters = signatureParameters(body.signatureName, target);

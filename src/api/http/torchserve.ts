@@ -16,7 +16,7 @@ import { DEFAULT_TORCHSERVE_OPTIONS } from '../../protocols/torchserve/mapping.j
 import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
 import type { RouteTarget } from '../../routing/model-router.js';
 import { readBody } from './body.js';
-import { REQUEST_ID_HEADER, requestContext, withRetryAfter, type HttpContext } from './context.js';
+import { inferenceRoute, REQUEST_ID_HEADER, requestContext, traceOf, withRetryAfter, type HttpContext } from './context.js';
 import type { HttpFrontDoor } from './front-doors.js';
 
 /**
@@ -36,18 +36,21 @@ export const registerTorchServeRoutes: HttpFrontDoor = (app, service, opts) => {
 
   const fail = (c: HttpContext, err: unknown): Response => {
     const error = toGatewayError(err);
-    logRequestFailure(log, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path }, error);
+    // Answered, not thrown: the metrics hear the error here.
+    c.get('inference')?.end(error);
+    logRequestFailure(log, { requestId: c.get('requestId'), trace_id: traceOf(c).traceId, method: c.req.method, path: c.req.path }, error);
     return withRetryAfter(jsonResponse(c, errorReply(error, error instanceof TorchServeError ? error : undefined)), error);
   };
 
   app.get('/ping', (c) => jsonResponse(c, pingReply(service.serverReady())));
 
-  const predict = async (c: HttpContext): Promise<Response> => {
+  // Timed to the answer's status: a streamed answer's first part.
+  const predict = inferenceRoute(opts, async (c: HttpContext): Promise<Response> => {
     try {
       const model = c.req.param('model') ?? '';
       const version = c.req.param('version') ?? '';
       // Resolved first: an unknown model is a 404 whatever the body holds.
-      const target = service.resolve(model, version);
+      const target = service.resolve(model, version, c.get('inference'));
       // The client going away cancels the backend call (the context's signal, from the request's admission ticket).
       const ctx: RequestContext = requestContext(c, opts);
       const framed = await readBody(c.env.incoming, opts.maxBodyBytes, { reserve: 4 });
@@ -55,12 +58,13 @@ export const registerTorchServeRoutes: HttpFrontDoor = (app, service, opts) => {
       const request: InferRequest = { model, version, inputs: [input] };
       const parts = service.inferStream(request, ctx, target)[Symbol.asyncIterator]();
       return await answer(c, parts, outputNameOf(target), (err) => {
-        logRequestFailure(log, { requestId: c.get('requestId'), method: c.req.method, path: c.req.path, midStream: true }, toGatewayError(err));
+        const fields = { requestId: c.get('requestId'), trace_id: traceOf(c).traceId, method: c.req.method, path: c.req.path, midStream: true };
+        logRequestFailure(log, fields, toGatewayError(err));
       });
     } catch (err) {
       return fail(c, err);
     }
-  };
+  });
   app.post('/predictions/:model', predict);
   app.post('/predictions/:model/:version', predict);
 };
