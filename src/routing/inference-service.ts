@@ -11,7 +11,7 @@ import type {
 import type { ModelHealthMonitor } from './model-health.js';
 import type { ExperimentSplitter, ShadowMirror } from './traffic-hooks.js';
 import type { ModelRoute, ModelRouter, RouteTarget } from './model-router.js';
-import { execute, type RouteState } from './route-executor.js';
+import { execute, type LeafCall, type RouteState } from './route-executor.js';
 import type { LeafNode, LeafServing } from './route-tree.js';
 import { callLeaf, callOptions } from './leaf-call.js';
 import { cacheKey } from '../cache/key.js';
@@ -159,16 +159,34 @@ export class InferenceService {
   async infer(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): Promise<InferResponse> {
     const { route } = target;
     const runtime = this.runtime;
+    const started = performance.now();
+    const resp = await this.routed(runtime, route, req, ctx, inferAt, started);
+    const answer = { ...resp, model: route.name, ...(req.id !== undefined && resp.id === undefined ? { id: req.id } : {}) };
+    runtime.shadows?.mirror(route.name, req, answer, performance.now() - started, ctx);
+    return answer;
+  }
+
+  /**
+   * Runs a leaf call through the model's routing tree, or through its
+   * experiment's arm when one is running (the arm's tree of its own), and
+   * records the arm's outcome; ctx.onServed hears the leaf that answered.
+   */
+  private async routed<T>(
+    runtime: Runtime,
+    route: ModelRoute,
+    req: InferRequest,
+    ctx: RequestContext,
+    call: LeafCall<T, InferRequest, RequestContext, Run>,
+    started: number,
+  ): Promise<T> {
     const run: Run = { leaf: undefined, attempts: 0, health: runtime.health, cache: this.cache };
-    // A running experiment on the model picks the arm (a routing tree of its own) the request runs on.
     const assignment = runtime.experiments?.assign(route.name, ctx);
     if (assignment !== undefined) ctx.onVariant?.(assignment.experiment, assignment.arm);
-    const started = performance.now();
-    let resp: InferResponse;
     let ok = false;
     try {
-      resp = await execute(assignment?.node ?? route.tree, req, ctx, inferAt, run);
+      const value = await execute(assignment?.node ?? route.tree, req, ctx, call, run);
       ok = true;
+      return value;
     } finally {
       if (run.leaf !== undefined) ctx.onServed?.(run.leaf.id, run.attempts);
       if (assignment !== undefined) {
@@ -179,9 +197,6 @@ export class InferenceService {
         });
       }
     }
-    const answer = { ...resp, model: route.name, ...(req.id !== undefined && resp.id === undefined ? { id: req.id } : {}) };
-    runtime.shadows?.mirror(route.name, req, answer, performance.now() - started, ctx);
-    return answer;
   }
 
   async modelMetadata(model: string, version: string, ctx: RequestContext): Promise<ModelMetadata> {
@@ -229,27 +244,8 @@ export class InferenceService {
    */
   async *inferStream(req: InferRequest, ctx: RequestContext, target = this.router.resolve(req.model, req.version)): AsyncIterable<InferResponse> {
     const { route } = target;
-    const runtime = this.runtime;
-    const run: Run = { leaf: undefined, attempts: 0, health: runtime.health, cache: this.cache };
-    const assignment = runtime.experiments?.assign(route.name, ctx);
-    if (assignment !== undefined) ctx.onVariant?.(assignment.experiment, assignment.arm);
-    const started = performance.now();
-    let opened: OpenedStream;
-    let ok = false;
-    try {
-      opened = await execute(assignment?.node ?? route.tree, req, ctx, openStreamAt, run);
-      ok = true;
-    } finally {
-      if (run.leaf !== undefined) ctx.onServed?.(run.leaf.id, run.attempts);
-      // An arm is judged by its first part: the time to it and whether it came.
-      if (assignment !== undefined) {
-        runtime.experiments!.record(assignment, {
-          ok,
-          latencyMs: performance.now() - started,
-          ...(ctx.requestId !== undefined ? { requestId: ctx.requestId } : {}),
-        });
-      }
-    }
+    // An arm is judged by the first part: the time to it and whether it came.
+    const opened = await this.routed(this.runtime, route, req, ctx, openStreamAt, performance.now());
     try {
       const first = opened.first;
       if (first === undefined) return;

@@ -193,6 +193,34 @@ describe('response cache (in memory)', () => {
     }
   });
 
+  it('ModelStreamInfer answers a cached model from the cache too', async () => {
+    const x = [11, 13, 17, 19];
+    expect(await post(pool, 'cached', LINEAR(x))).toMatchObject({ status: 200, cache: 'MISS' });
+    const before = triton.stats.inferCalls;
+    const client = v2Client(`127.0.0.1:${gateway.grpcPort}`);
+    try {
+      const raw = Buffer.alloc(16);
+      x.forEach((v, i) => raw.writeFloatLE(v, i * 4));
+      const request = { model_name: 'cached', inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [raw] };
+      const replies = await new Promise<{ error_message?: string; infer_response?: { raw_output_contents?: Buffer[] } }[]>((resolve, reject) => {
+        const call = client.raw.ModelStreamInfer!() as grpc.ClientDuplexStream<unknown, { error_message?: string }>;
+        const got: { error_message?: string }[] = [];
+        call.on('data', (m: { error_message?: string }) => got.push(m));
+        call.on('end', () => resolve(got));
+        call.on('error', reject);
+        call.write(request);
+        call.write(request);
+        call.end();
+      });
+      expect(replies.map((r) => r.error_message ?? '')).toEqual(['', '']);
+      expect(replies[0]!.infer_response!.raw_output_contents!.length).toBeGreaterThan(0);
+      // Both stream messages were answered from the entry the REST call stored.
+      expect(triton.stats.inferCalls - before).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
   it('a different input, the request id and the client’s Cache-Control', async () => {
     const before = triton.stats.inferCalls;
     await post(pool, 'cached', LINEAR([4, 3, 2, 1]));
