@@ -4,6 +4,7 @@ import { runBatch, type BatchProgress, type BatchSpec } from '../jobs/batch-runn
 import { createLogger } from '../observability/logger.js';
 import { buildPipeline } from '../pipeline.js';
 import { createRecordPredictor } from '../routing/record-predictor.js';
+import { startDemoBackends } from './demo-backends.js';
 
 export const BATCH_USAGE = `Usage: infergate batch --model M --input FILE --output FILE [options]
 
@@ -15,6 +16,8 @@ files: each row ends up in the output or error file exactly once.
 
 Options:
   --config FILE        gateway config with the model's backends (default config/gateway.yaml)
+  --demo               run against the demo's reference servers, started on loopback
+                       (config/demo.yaml unless --config): no external service needed
   --model M            public model name, as in the config
   --model-version V    model version (default: the server's choice)
   --input FILE         .jsonl/.ndjson, .csv or .parquet
@@ -39,6 +42,7 @@ export async function batchCommand(argv: string[]): Promise<number> {
     args: argv,
     options: {
       config: { type: 'string', short: 'c' },
+      demo: { type: 'boolean' },
       model: { type: 'string', short: 'm' },
       'model-version': { type: 'string' },
       input: { type: 'string', short: 'i' },
@@ -71,8 +75,16 @@ export async function batchCommand(argv: string[]): Promise<number> {
     ...(values['input-format'] !== undefined ? { inputFormat: values['input-format'] as BatchSpec['inputFormat'] } : {}),
     ...(values['output-format'] !== undefined ? { outputFormat: values['output-format'] as BatchSpec['outputFormat'] } : {}),
   };
-  const config = await loadConfigFile(values.config ?? 'config/gateway.yaml', process.env);
-  const model = values.model!;
+  const demo = values.demo === true ? await startDemoBackends(process.env) : undefined;
+  try {
+    return await runCommand(spec, values.model!, values['model-version'] ?? '', values.config ?? (demo !== undefined ? 'config/demo.yaml' : 'config/gateway.yaml'), demo?.env ?? process.env);
+  } finally {
+    await demo?.close();
+  }
+}
+
+async function runCommand(spec: BatchSpec, model: string, version: string, configFile: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const config = await loadConfigFile(configFile, env);
   if (!(model in config.models)) {
     process.stderr.write(`infergate batch: model '${model}' is not in the config (its models: ${Object.keys(config.models).join(', ')})\n`);
     return 1;
@@ -91,7 +103,7 @@ export async function batchCommand(argv: string[]): Promise<number> {
   try {
     const predictor = createRecordPredictor(pipeline.service, {
       model,
-      version: values['model-version'] ?? '',
+      version,
       timeoutMs: config.server.request_timeout_ms,
     });
     const summary = await runBatch(spec, predictor, {

@@ -5,6 +5,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { startGateway, type RunningGateway } from '../gateway.js';
 import { createLogger } from '../observability/logger.js';
 import { batchCommand } from './batch-command.js';
+import { startDemoBackends } from './demo-backends.js';
 import { streamCommand } from './stream-command.js';
 
 const USAGE = `Usage: infergate <command> [options]
@@ -97,31 +98,12 @@ async function validate(argv: string[]): Promise<number> {
 
 async function demo(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
-  // The reference servers are test fixtures, loaded only for the demo. They take
-  // free loopback ports, which replace the demo config's backend endpoints.
-  const [{ startTritonReference }, { startTfServingReference }, { startTorchServeReference }] = await Promise.all([
-    import('../../reference/triton/index.js'),
-    import('../../reference/tfserving/index.js'),
-    import('../../reference/torchserve/index.js'),
-  ]);
-  const servers = await Promise.all([
-    startTritonReference({ host: '127.0.0.1' }),
-    startTfServingReference({ host: '127.0.0.1' }),
-    startTorchServeReference({ host: '127.0.0.1' }),
-  ]);
-  const [triton, tfserving, torchserve] = servers;
-  const closeServers = () => Promise.all(servers.map((s) => s.close()));
+  const backends = await startDemoBackends(process.env);
+  const closeServers = () => backends.close();
   let gateway: RunningGateway;
   try {
     const file = values.config ?? 'config/demo.yaml';
-    // Reloads of the demo config keep pointing at the reference servers: the same overrides apply to them.
-    const env = {
-      ...process.env,
-      INFERGATE_BACKEND_TRITON_GRPC_ENDPOINTS: triton.grpcEndpoint,
-      INFERGATE_BACKEND_TRITON_REST_ENDPOINTS: triton.httpEndpoint,
-      INFERGATE_BACKEND_TFSERVING_GRPC_ENDPOINTS: tfserving.grpcEndpoint,
-      INFERGATE_BACKEND_TORCHSERVE_REST_ENDPOINTS: torchserve.httpEndpoint,
-    };
+    const env = backends.env;
     const { config, text } = await readConfig(file, env);
     gateway = await startGateway(config, createLogger(config.server.log_level), {
       configText: text,
@@ -134,10 +116,11 @@ async function demo(argv: string[]): Promise<number> {
     throw err;
   }
   const base = `http://127.0.0.1:${gateway.httpPort}`;
+  const e = backends.endpoints;
   process.stderr.write(
     `\nInfergate demo: gateway on ${base} (gRPC 127.0.0.1:${gateway.grpcPort}), in front of reference servers:\n` +
-      `  Triton ${triton.httpEndpoint} (REST) ${triton.grpcEndpoint} (gRPC), TF Serving ${tfserving.grpcEndpoint} (gRPC),\n` +
-      `  TorchServe ${torchserve.httpEndpoint} (REST)\n` +
+      `  Triton ${e.tritonHttp} (REST) ${e.tritonGrpc} (gRPC), TF Serving ${e.tfservingGrpc} (gRPC),\n` +
+      `  TorchServe ${e.torchserveHttp} (REST)\n` +
       `Try:\n  curl -s ${base}/v2/models/linear/infer -H 'content-type: application/json' \\\n` +
       `    -d '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}'\n` +
       `Press Ctrl-C to stop.\n\n`,
