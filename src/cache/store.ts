@@ -1,6 +1,7 @@
 import { Redis, ReplyError } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observability/logger.js';
+import { fastFailRedisOptions } from '../core/redis-options.js';
 
 export interface CacheStoreStats {
   readonly kind: 'memory' | 'redis';
@@ -93,17 +94,7 @@ export class RedisStore implements CacheStore {
   constructor(opts: RedisStoreOptions) {
     this.prefix = `${opts.keyPrefix}:cache:`;
     this.logger = opts.logger;
-    this.client = new Redis(opts.url, {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      // A command caught by a dropped connection fails at the first reconnect attempt instead of being resent.
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: opts.commandTimeoutMs,
-      connectTimeout: Math.max(1_000, opts.commandTimeoutMs * 4),
-      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 5), 2_000),
-      connectionName: 'infergate-cache',
-    });
+    this.client = new Redis(opts.url, fastFailRedisOptions(opts.commandTimeoutMs, 'infergate-cache'));
     this.client.on('ready', () => this.setUp(true));
     this.client.on('error', (err: Error) => {
       // Every failed reconnect attempt errors too; only the change of state is logged above debug.

@@ -7,6 +7,7 @@ import { createLogger } from '../observability/logger.js';
 import { batchCommand } from './batch-command.js';
 import { startDemoBackends } from './demo-backends.js';
 import { streamCommand } from './stream-command.js';
+import { untilSignal } from './signals.js';
 
 const USAGE = `Usage: infergate <command> [options]
 
@@ -140,16 +141,4 @@ async function readConfig(path: string, env: NodeJS.ProcessEnv): Promise<{ confi
     throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
   }
   return { config: parseConfig(text, path, env), text };
-}
-
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(signal);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }

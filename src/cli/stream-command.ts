@@ -10,6 +10,7 @@ import { buildPipeline } from '../pipeline.js';
 import { createRecordPredictor } from '../routing/record-predictor.js';
 import { startStreamProcessors } from '../streaming/stream-runner.js';
 import type { StreamProcessorMetrics } from '../streaming/stream-processor.js';
+import { untilSignal } from './signals.js';
 
 export const STREAM_USAGE = `Usage: infergate stream --config FILE [--name NAME]
        infergate stream --config FILE --redis URL --input KEY --group G --output KEY --model M [options]
@@ -201,16 +202,4 @@ export function progressLine(m: StreamProcessorMetrics): string {
     `stream ${m.name}: in ${m.events_in} out ${m.events_out} failed ${m.events_failed} dead-lettered ${m.events_dead_lettered}` +
     ` in-flight ${m.in_flight} lag ${m.lag ?? '?'}${m.connected ? '' : ' (redis unavailable)'}`
   );
-}
-
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(signal);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }

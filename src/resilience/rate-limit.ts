@@ -1,5 +1,6 @@
 import { Redis, ReplyError } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
+import { fastFailRedisOptions } from '../core/redis-options.js';
 
 /** A token bucket's size: `rps` tokens a second refill it, up to `burst`. */
 export interface RateLimit {
@@ -175,16 +176,7 @@ export class RedisTokenBuckets implements TokenBuckets {
     this.prefix = `${opts.keyPrefix}:ratelimit:`;
     this.logger = opts.logger;
     this.fallback = opts.fallback ?? new MemoryTokenBuckets();
-    const client = new Redis(opts.url, {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: opts.commandTimeoutMs,
-      connectTimeout: Math.max(1_000, opts.commandTimeoutMs * 4),
-      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 5), 2_000),
-      connectionName: 'infergate-ratelimit',
-    });
+    const client = new Redis(opts.url, fastFailRedisOptions(opts.commandTimeoutMs, 'infergate-ratelimit'));
     client.defineCommand('infergateTakeTokens', { lua: TAKE_SCRIPT });
     this.client = client as RedisWithTake;
     this.client.on('ready', () => this.setUp(true));
