@@ -157,3 +157,24 @@ export function inferenceHandler<Req, Res>(
     return timed(timer, () => handler(req, timedContext(ctx, timer), call));
   });
 }
+
+/**
+ * Resolves when a streaming call takes more writes, or is cancelled (when
+ * 'drain' never comes): what a server stream awaits after write() returns false.
+ */
+export function drained(call: {
+  readonly cancelled: boolean;
+  on(event: 'drain' | 'cancelled', listener: () => void): unknown;
+  off(event: 'drain' | 'cancelled', listener: () => void): unknown;
+}): Promise<void> {
+  if (call.cancelled) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off('drain', done);
+      call.off('cancelled', done);
+      resolve();
+    };
+    call.on('drain', done);
+    call.on('cancelled', done);
+  });
+}

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_FRONT_DOORS } from './front-doors.js';
-import { admitCall, inferenceHandler, metadataValue, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import { admitCall, drained, inferenceHandler, metadataValue, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
 import { admitGrpcCall, afterGate, streamMessageGate } from '../auth/grpc-guard.js';
 import type { RequestTicket } from '../admission.js';
 import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
@@ -329,20 +329,6 @@ function emptyFinalReply(msg: ModelInferRequestMessage): ModelStreamInferRespons
       parameters: { [FINAL_PARAMETER]: { bool_param: true } },
     },
   };
-}
-
-/** Resolves when the call takes more writes, or is cancelled (when 'drain' never comes). */
-function drained(call: grpc.ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseMessage>): Promise<void> {
-  if (call.cancelled) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      call.off('drain', done);
-      call.off('cancelled', done);
-      resolve();
-    };
-    call.on('drain', done);
-    call.on('cancelled', done);
-  });
 }
 
 function logFailure(log: Logger, rpc: string, requestId: string | undefined, error: GatewayError, traceId: string): void {

@@ -15,7 +15,7 @@ import {
 import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
 import type { RouteTarget } from '../../routing/model-router.js';
 import { bodyInputOf, outputNameOf } from '../http/torchserve.js';
-import { admitCall, callContext, inferenceHandler, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
+import { admitCall, callContext, drained, inferenceHandler, serviceError, unaryHandler, type GrpcApiOptions } from './calls.js';
 import type { InferenceTimer } from '../../observability/inference-metrics.js';
 import { timedContext } from '../timed-context.js';
 import { admitGrpcCall } from '../auth/grpc-guard.js';
@@ -111,17 +111,4 @@ async function streamPredictions(
   } finally {
     ticket?.end();
   }
-}
-
-/** Resolves when the call can take more writes, or is cancelled (when 'drain' never comes). */
-function drained(call: grpc.ServerWritableStream<PredictionsRequestMessage, PredictionResponseMessage>): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      call.off('drain', done);
-      call.off('cancelled', done);
-      resolve();
-    };
-    call.on('drain', done);
-    call.on('cancelled', done);
-  });
 }
