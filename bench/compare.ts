@@ -4,40 +4,49 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build as esbuild } from 'esbuild';
 import protobuf from 'protobufjs';
 import { v2Client, grpc } from '../test/helpers/grpc-client.js';
 
 /**
- * Issue 11, part 1: what a request costs through Infergate against what it
- * costs through the usual alternatives, all measured in one run against the
- * SAME reference Triton (its own process):
+ * What a request costs through Infergate against what it costs through the
+ * usual alternatives, all measured in one run against the SAME reference
+ * Triton (its own process):
  *
  *   (a) direct to the backend;
- *   (b) nginx proxy_pass, keep-alive upstream, 1 worker (Debian's binary);
- *   (c) a bare forwarder: node:http + undici Pool.request (bench/lib/bare-forwarder.ts);
- *   (d) Infergate: one model on the reference Triton's REST API, log_level info,
- *       metrics on, auth on with one API key (sent by the load tool).
+ *   (b) nginx proxy_pass (grpc_pass for gRPC), keep-alive upstream, 1 worker (Debian's binary);
+ *   (c) a bare forwarder: node:http + undici Pool.request (bench/lib/bare-forwarder.ts; HTTP/1.1 only, so no gRPC row);
+ *   (d) Infergate from its JavaScript build (npm run build), log_level info, metrics on, auth on with one API key
+ *       (sent by the load tool), each model through routing, breakers and retries.
  *
- * Load: wrk (HTTP/1.1) for REST JSON and REST binary tensors; h2load for
- * gRPC (direct and Infergate only; its grpc-status is checked once with
- * grpc-js since h2load sees only the HTTP status). The load tool runs on core
- * 0 (taskset -c 0), every server on core 1, so "CPU us/req" is the server
- * side's own cost: utime+stime of the server processes (/proc/PID/stat)
- * over the measured run, divided by the requests; the backend's share is
- * reported on its own.
+ * Loads: REST JSON and REST binary tensors, small (a 1x4 FP32 tensor) and large (1 MiB: a 1x262144 FP32 tensor
+ * through the identity model), with wrk (HTTP/1.1); gRPC ModelInfer with h2load (its grpc-status is checked once
+ * with grpc-js, since h2load sees only the HTTP status). Extra Infergate rows: a cache hit (a model with `cache:`, the
+ * same input again) and the dynamic batcher (a model with `batching:`). Then every path at one fixed rate, half of
+ * (d)'s REST JSON peak (h2load --h1 --rps), for the latency added under a steady load.
  *
- * Each server is primed once (4 s, discarded); each measurement: 2 s warm-up, then 5 s loaded (64 connections) and 3 s
- * unloaded (1 connection, sequential: added p50 against direct).
+ * The load tool runs on core 0 (taskset -c 0), every server on core 1, so "CPU us/req" is the server side's own
+ * cost: utime+stime of the path's server processes (/proc/PID/stat) over the measured run, divided by the requests;
+ * the backend's share is reported on its own.
+ *
+ * Each server is primed once (PRIME_S, discarded); each measurement: a short warm-up, then MEASURE_S loaded
+ * (64 connections) and UNLOADED_S unloaded (1 connection, sequential: added p50 against direct).
  */
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-// Node servers warm their JIT for several seconds (the gateway, pinned: ~0.9k req/s in its first 4 s, 2.2-2.8k after),
-// so each server is first primed once (PRIME_S, discarded), then every measurement has its own short warm-up.
+/** Where buildServers() puts the bare forwarder, under dist/ so that it finds undici in node_modules. */
+const BARE_FORWARDER = 'dist/bench/bare-forwarder.js';
+// Node servers warm their JIT for several seconds, so each server is first primed once (PRIME_S, discarded), then
+// every measurement has its own short warm-up.
 const PRIME_S = 4;
-const WARMUP_S = 2;
-const MEASURE_S = 5;
-const UNLOADED_S = 3;
+const WARMUP_S = 1;
+const MEASURE_S = 4;
+const UNLOADED_S = 2;
+const FIXED_RATE_S = 4;
 const CONNECTIONS = 64;
+/** Large-payload rows: 1 MiB each way per request, so fewer connections. */
+const LARGE_CONNECTIONS = 16;
+const LARGE_ELEMENTS = 262_144;
 const LOAD_CORE = '0';
 const SERVER_CORE = '1';
 const API_KEY = 'bench-compare-key-0123456789abcdef';
@@ -70,7 +79,28 @@ export interface CompareResult {
   readonly rows: readonly Row[];
   /** Infergate over each other path, per load: req/s and server CPU per request. */
   readonly ratios: readonly { load: string; against: string; throughput: number; cpuPerRequest: number; unloadedP50: number }[];
+  /** Every path at one fixed rate (half of Infergate's REST JSON peak): latency, and p50 added over direct. */
+  readonly fixedRate: readonly FixedRateRow[];
+  /** The issue's targets, each with the figure measured and whether it was met. */
+  readonly targets: readonly TargetCheck[];
   readonly notes: readonly string[];
+}
+
+export interface FixedRateRow {
+  readonly path: string;
+  readonly ratePerSecond: number;
+  readonly requests: number;
+  readonly errors: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+  readonly addedP50Us: number;
+}
+
+export interface TargetCheck {
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean;
 }
 
 // ---------------------------------------------------------------- processes
@@ -270,10 +300,19 @@ function runWrk(url: string, script: string, connections: number, seconds: numbe
   return { requests: j.requests, errors: j.errors, seconds: j.duration_us / 1e6, p50Us: j.p50, p99Us: j.p99, p999Us: j.p999 };
 }
 
-/** h2load over gRPC: -D seconds; latencies from its --log-file (one line per request: start, status, elapsed us). */
-async function runH2load(url: string, bodyFile: string, headers: Record<string, string>, clients: number, streams: number, seconds: number, dir: string): Promise<Load> {
+/** h2load (gRPC, or HTTP/1.1 with --h1): -D seconds; latencies from its --log-file (one line per request: start, status, elapsed us). */
+async function runH2load(
+  url: string,
+  bodyFile: string,
+  headers: Record<string, string>,
+  clients: number,
+  streams: number,
+  seconds: number,
+  dir: string,
+  extra: readonly string[] = [],
+): Promise<Load> {
   const log = join(dir, `h2load-${Date.now()}.log`);
-  const args = ['-c', LOAD_CORE, 'h2load', '-t1', '-c', String(clients), '-m', String(streams), '-D', String(seconds), '-d', bodyFile, '--log-file', log];
+  const args = ['-c', LOAD_CORE, 'h2load', '-t1', '-c', String(clients), '-m', String(streams), '-D', String(seconds), '-d', bodyFile, '--log-file', log, ...extra];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   args.push(url);
   const r = spawnSync('taskset', args, { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
@@ -296,9 +335,21 @@ async function runH2load(url: string, bodyFile: string, headers: Record<string, 
 
 const JSON_BODY = '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}';
 
-function binaryBody(): { body: Buffer; headerLength: number } {
-  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } }] }));
-  const tensor = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
+/** A 1x`n` FP32 tensor as v2 JSON (values 0.25, 0.5, 0.75, 1, ...: short, exact decimals). */
+function largeJsonBody(n: number): string {
+  const values = Array.from({ length: n }, (_, i) => ((i % 4) + 1) / 4);
+  return JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, n], data: values }] });
+}
+
+/** v2 binary tensor request of `values` as a 1xN FP32 tensor, asking for a binary answer. */
+function binaryBody(values: Float32Array): { body: Buffer; headerLength: number } {
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, values.length], parameters: { binary_data_size: values.byteLength } }],
+      parameters: { binary_data_output: true },
+    }),
+  );
+  const tensor = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   return { body: Buffer.concat([header, tensor]), headerLength: header.length };
 }
 
@@ -330,9 +381,9 @@ async function grpcCheck(address: string, model: string, withKey: boolean): Prom
   }
 }
 
-// ---------------------------------------------------------------- run
+// ---------------------------------------------------------------- configs
 
-function nginxConf(dir: string, port: number, backend: string): string {
+function nginxConf(dir: string, port: number, grpcPort: number, backend: string, backendGrpc: string): string {
   return `worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/nginx-error.log warn;
@@ -344,8 +395,19 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
+  # 1 MiB bodies both ways stay in memory (no temp files), as they do in the gateway.
+  client_max_body_size 0;
+  client_body_buffer_size 2m;
+  proxy_buffer_size 64k;
+  proxy_buffers 32 64k;
+  proxy_busy_buffers_size 128k;
+  proxy_max_temp_file_size 0;
   upstream backend {
     server ${backend};
+    keepalive 64;
+  }
+  upstream grpc_backend {
+    server ${backendGrpc};
     keepalive 64;
   }
   server {
@@ -355,6 +417,14 @@ http {
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+    }
+  }
+  server {
+    listen 127.0.0.1:${grpcPort} http2;
+    http2_max_requests 1000000;
+    keepalive_requests 1000000;
+    location / {
+      grpc_pass grpc://grpc_backend;
     }
   }
 }
@@ -375,72 +445,99 @@ backends:
   triton-grpc: { kind: triton, protocol: grpc, endpoints: ["${grpcEndpoint}"] }
 models:
   linear: { backend: triton }
+  identity_fp32: { backend: triton }
   linear-grpc: { backend: triton-grpc, model: linear }
+  linear-cached: { backend: triton, model: linear, cache: { ttl_ms: 600000 } }
+  linear-batched: { backend: triton, model: linear, batching: { max_batch_size: 32, max_queue_delay_ms: 1 } }
 `;
 }
+
+// ---------------------------------------------------------------- run
 
 interface Target {
   readonly path: string;
   readonly url: string;
   readonly pids: number[];
   readonly headers: Record<string, string>;
-  readonly model: string;
 }
+
+/**
+ * Builds dist/ (npm run build), and the bare forwarder beside it: every Node server is measured as JavaScript, as it
+ * runs in production, not through tsx (whose keepNames wraps every closure created per request).
+ */
+async function buildServers(): Promise<void> {
+  const r = spawnSync(process.execPath, ['bin/build.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`npm run build failed: ${r.stdout}${r.stderr}`);
+  await esbuild({
+    entryPoints: [join(ROOT, 'bench/lib/bare-forwarder.ts')],
+    outfile: join(ROOT, BARE_FORWARDER),
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'warning',
+  });
+}
+
+const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 
 export async function run(): Promise<CompareResult> {
   const notes: string[] = [];
   const tools = ensureTools(notes);
+  await buildServers();
   const dir = await mkdtemp(join(tmpdir(), 'infergate-bench-compare-'));
   const procs: Proc[] = [];
   const rows: Row[] = [];
+  const fixedRate: FixedRateRow[] = [];
   try {
-    const backend = await startServer('reference Triton', process.execPath, ['--import', 'tsx', 'reference/triton/main.ts', '--host', '127.0.0.1'], {
+    const backend = await startServer('reference Triton', process.execPath, ['dist/reference/triton/main.js', '--host', '127.0.0.1'], {
       ready: jsonEndpoints(),
     });
     procs.push(backend);
     const auth = { authorization: `Bearer ${API_KEY}` };
-    const targets: Target[] = [{ path: '(a) direct', url: `http://${backend.http}`, pids: [backend.pid], headers: {}, model: 'linear' }];
+    const direct: Target = { path: '(a) direct', url: `http://${backend.http}`, pids: [backend.pid], headers: {} };
+    const targets: Target[] = [direct];
+    let nginxGrpc: Target | undefined;
 
     if (tools.has('nginx')) {
-      const port = await freePort();
+      const [port, grpcPort] = [await freePort(), await freePort()];
       const conf = join(dir, 'nginx.conf');
-      await writeFile(conf, nginxConf(dir, port, backend.http));
+      await writeFile(conf, nginxConf(dir, port, grpcPort, backend.http, backend.grpc));
       try {
         const nginx = await startServer('nginx', 'nginx', ['-p', dir, '-e', join(dir, 'nginx-error.log'), '-c', conf, '-g', 'daemon off;'], { port });
         procs.push(nginx);
-        targets.push({ path: '(b) nginx', url: `http://${nginx.http}`, pids: [nginx.pid], headers: {}, model: 'linear' });
+        targets.push({ path: '(b) nginx', url: `http://${nginx.http}`, pids: [nginx.pid], headers: {} });
+        nginxGrpc = { path: '(b) nginx', url: `http://127.0.0.1:${grpcPort}`, pids: [nginx.pid], headers: {} };
       } catch (err) {
         notes.push(`nginx did not start: ${(err as Error).message.slice(0, 300)}`);
       }
     }
 
-    const forwarder = await startServer('bare forwarder', process.execPath, ['--import', 'tsx', 'bench/lib/bare-forwarder.ts', '--upstream', backend.http], {
+    const forwarder = await startServer('bare forwarder', process.execPath, [BARE_FORWARDER, '--upstream', backend.http], {
       ready: jsonEndpoints(),
     });
     procs.push(forwarder);
-    targets.push({ path: '(c) bare node:http + undici', url: `http://${forwarder.http}`, pids: [forwarder.pid], headers: {}, model: 'linear' });
+    targets.push({ path: '(c) bare node:http + undici', url: `http://${forwarder.http}`, pids: [forwarder.pid], headers: {} });
 
     const config = join(dir, 'gateway.yaml');
     await writeFile(config, gatewayYaml(backend.http, backend.grpc));
-    const gateway = await startServer('gateway', process.execPath, ['bin/infergate.js', 'serve', '--config', config], {
+    const gateway = await startServer('gateway', process.execPath, ['dist/infergate.js', 'serve', '--config', config], {
       env: { ...process.env, INFERGATE_BENCH_KEY: API_KEY },
       ready: jsonEndpoints('gateway listening'),
     });
     procs.push(gateway);
-    targets.push({ path: '(d) Infergate', url: `http://${gateway.http}`, pids: [gateway.pid], headers: auth, model: 'linear' });
+    const infergate: Target = { path: '(d) Infergate', url: `http://${gateway.http}`, pids: [gateway.pid], headers: auth };
+    targets.push(infergate);
 
-    const measure = async (load: string, t: Target, drive: (seconds: number, connections: number) => Promise<Load>, unloaded: boolean): Promise<void> => {
-      await drive(WARMUP_S, CONNECTIONS);
+    const measure = async (load: string, t: Target, drive: (seconds: number, connections: number) => Promise<Load>, connections: number): Promise<void> => {
+      await drive(WARMUP_S, connections);
       const before = await Promise.all(t.pids.map(cpuUs));
       const backendBefore = await cpuUs(backend.pid);
-      const r = await drive(MEASURE_S, CONNECTIONS);
+      const r = await drive(MEASURE_S, connections);
       const after = await Promise.all(t.pids.map(cpuUs));
       const backendAfter = await cpuUs(backend.pid);
       const serverUs = after.reduce((a, b) => a + b, 0) - before.reduce((a, b) => a + b, 0);
-      const seq = unloaded ? await drive(UNLOADED_S, 1) : undefined;
-      const direct = rows.find((row) => row.load === load && row.path === '(a) direct');
-      const unloadedP50Ms = seq ? seq.p50Us / 1000 : NaN;
-      const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
+      const seq = await drive(UNLOADED_S, 1);
+      const directRow = rows.find((row) => row.load === load && row.path === '(a) direct');
       const n = Math.max(1, r.requests);
       rows.push({
         load,
@@ -451,48 +548,94 @@ export async function run(): Promise<CompareResult> {
         p50Ms: round(r.p50Us / 1000, 3),
         p99Ms: round(r.p99Us / 1000, 3),
         p999Ms: round(r.p999Us / 1000, 3),
+        // For the direct rows the backend is the server: its CPU is the path's, and "backend" repeats it.
         cpuUsPerRequest: round(serverUs / n, 1),
         backendCpuUsPerRequest: round((backendAfter - backendBefore) / n, 1),
-        unloadedP50Ms: round(unloadedP50Ms, 3),
-        addedUnloadedP50Us: direct && seq ? Math.round(seq.p50Us - direct.unloadedP50Ms * 1000) : 0,
+        unloadedP50Ms: round(seq.p50Us / 1000, 3),
+        addedUnloadedP50Us: directRow !== undefined ? Math.round(seq.p50Us - directRow.unloadedP50Ms * 1000) : 0,
       });
     };
 
     if (tools.has('wrk')) {
-      const jsonFile = join(dir, 'body.json');
-      await writeFile(jsonFile, JSON_BODY);
-      const bin = binaryBody();
-      const binFile = join(dir, 'body.bin');
-      await writeFile(binFile, bin.body);
-      const loads: { load: string; file: string; headers: Record<string, string> }[] = [
-        { load: 'REST JSON', file: jsonFile, headers: { 'Content-Type': 'application/json' } },
-        {
-          load: 'REST binary',
-          file: binFile,
-          headers: { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': String(bin.headerLength) },
-        },
+      const file = async (name: string, data: string | Buffer): Promise<string> => {
+        const path = join(dir, name);
+        await writeFile(path, data);
+        return path;
+      };
+      const small = binaryBody(new Float32Array([1, 2, 3, 4]));
+      const large = binaryBody(Float32Array.from({ length: LARGE_ELEMENTS }, (_, i) => ((i % 4) + 1) / 4));
+      const binaryHeaders = (b: { headerLength: number }): Record<string, string> => ({
+        'Content-Type': 'application/octet-stream',
+        'Inference-Header-Content-Length': String(b.headerLength),
+      });
+      const json = { 'Content-Type': 'application/json' };
+      const loads: { load: string; model: string; file: string; headers: Record<string, string>; connections: number }[] = [
+        { load: 'REST JSON', model: 'linear', file: await file('small.json', JSON_BODY), headers: json, connections: CONNECTIONS },
+        { load: 'REST binary', model: 'linear', file: await file('small.bin', small.body), headers: binaryHeaders(small), connections: CONNECTIONS },
+        { load: 'REST JSON 1 MiB', model: 'identity_fp32', file: await file('large.json', largeJsonBody(LARGE_ELEMENTS)), headers: json, connections: LARGE_CONNECTIONS },
+        { load: 'REST binary 1 MiB', model: 'identity_fp32', file: await file('large.bin', large.body), headers: binaryHeaders(large), connections: LARGE_CONNECTIONS },
       ];
       const prime = join(dir, 'prime.lua');
       for (const t of targets) {
-        await writeFile(prime, wrkScript(jsonFile, { 'Content-Type': 'application/json', ...t.headers }));
-        runWrk(`${t.url}/v2/models/${t.model}/infer`, prime, CONNECTIONS, PRIME_S);
+        await writeFile(prime, wrkScript(loads[0]!.file, { ...json, ...t.headers }));
+        runWrk(`${t.url}/v2/models/linear/infer`, prime, CONNECTIONS, PRIME_S);
       }
+      const script = async (l: { file: string; headers: Record<string, string> }, t: Target): Promise<string> => {
+        const path = join(dir, `wrk-${rows.length}.lua`);
+        await writeFile(path, wrkScript(l.file, { ...l.headers, ...t.headers }));
+        return path;
+      };
       for (const l of loads) {
         for (const t of targets) {
-          const script = join(dir, `wrk-${rows.length}.lua`);
-          await writeFile(script, wrkScript(l.file, { ...l.headers, ...t.headers }));
-          const url = `${t.url}/v2/models/${t.model}/infer`;
-          await measure(l.load, t, async (s, c) => runWrk(url, script, c, s), true);
+          const lua = await script(l, t);
+          const url = `${t.url}/v2/models/${l.model}/infer`;
+          await measure(l.load, t, async (s, c) => runWrk(url, lua, c, s), l.connections);
+        }
+      }
+      // The cache-hit and batching paths: REST JSON small through models with `cache:` and `batching:`.
+      for (const [path, model] of [
+        ['(d) Infergate, cache hit', 'linear-cached'],
+        ['(d) Infergate, dynamic batching', 'linear-batched'],
+      ] as const) {
+        const lua = await script(loads[0]!, infergate);
+        const url = `${infergate.url}/v2/models/${model}/infer`;
+        await measure('REST JSON', { ...infergate, path }, async (s, c) => runWrk(url, lua, c, s), CONNECTIONS);
+      }
+
+      // Every path at one fixed rate, half of Infergate's REST JSON peak: 16 HTTP/1.1 clients, each at rate/16.
+      const peak = rows.find((r) => r.load === 'REST JSON' && r.path === '(d) Infergate')?.perSecond ?? 0;
+      if (tools.has('h2load') && peak > 0) {
+        const clients = 16;
+        const perClient = Math.max(1, Math.floor(peak / 2 / clients));
+        for (const t of targets) {
+          const headers = { 'content-type': 'application/json', ...t.headers };
+          const url = `${t.url}/v2/models/linear/infer`;
+          const extra = ['--h1', `--rps=${perClient}`];
+          await runH2load(url, loads[0]!.file, headers, clients, 1, WARMUP_S, dir, extra);
+          const r = await runH2load(url, loads[0]!.file, headers, clients, 1, FIXED_RATE_S, dir, extra);
+          const base = fixedRate[0];
+          fixedRate.push({
+            path: t.path,
+            ratePerSecond: perClient * clients,
+            requests: r.requests,
+            errors: r.errors,
+            p50Ms: round(r.p50Us / 1000, 3),
+            p99Ms: round(r.p99Us / 1000, 3),
+            p999Ms: round(r.p999Us / 1000, 3),
+            addedP50Us: base !== undefined ? Math.round(r.p50Us - base.p50Ms * 1000) : 0,
+          });
         }
       }
     }
 
     if (tools.has('h2load')) {
-      const grpcTargets: Target[] = [
+      const grpcTargets: (Target & { model: string })[] = [
         { path: '(a) direct', url: `http://${backend.grpc}`, pids: [backend.pid], headers: {}, model: 'linear' },
+        ...(nginxGrpc !== undefined ? [{ ...nginxGrpc, model: 'linear' }] : []),
         { path: '(d) Infergate', url: `http://${gateway.grpc}`, pids: [gateway.pid], headers: auth, model: 'linear-grpc' },
       ];
       notes.push(`gRPC check (grpc-js, direct): ${await grpcCheck(backend.grpc, 'linear', false)}`);
+      if (nginxGrpc !== undefined) notes.push(`gRPC check (grpc-js, nginx grpc_pass): ${await grpcCheck(nginxGrpc.url.slice('http://'.length), 'linear', false)}`);
       notes.push(`gRPC check (grpc-js, Infergate, model linear-grpc): ${await grpcCheck(gateway.grpc, 'linear-grpc', true)}`);
       for (const t of grpcTargets) {
         const body = join(dir, `grpc-${t.model}.bin`);
@@ -501,14 +644,9 @@ export async function run(): Promise<CompareResult> {
         const headers = { 'content-type': 'application/grpc', te: 'trailers', ...t.headers };
         await runH2load(url, body, headers, 8, 8, PRIME_S, dir);
         // 64 streams in flight: 8 connections x 8 streams (1 connection x 1 stream when unloaded).
-        await measure(
-          'gRPC',
-          t,
-          async (s, c) => (c === 1 ? runH2load(url, body, headers, 1, 1, s, dir) : runH2load(url, body, headers, 8, 8, s, dir)),
-          true,
-        );
+        await measure('gRPC', t, async (s, c) => (c === 1 ? runH2load(url, body, headers, 1, 1, s, dir) : runH2load(url, body, headers, 8, 8, s, dir)), CONNECTIONS);
       }
-      notes.push('gRPC rows: Infergate gRPC front -> the reference Triton gRPC API (model linear-grpc); nginx and the bare forwarder have no gRPC row');
+      notes.push('gRPC rows: the reference Triton gRPC API direct, through nginx grpc_pass, and through Infergate\'s gRPC front (model linear-grpc); the bare forwarder speaks HTTP/1.1 only');
     }
   } finally {
     for (const p of procs.reverse()) await p.stop();
@@ -516,15 +654,15 @@ export async function run(): Promise<CompareResult> {
   }
 
   const ratios: { load: string; against: string; throughput: number; cpuPerRequest: number; unloadedP50: number }[] = [];
-  for (const d of rows.filter((r) => r.path === '(d) Infergate')) {
-    for (const other of rows.filter((r) => r.load === d.load && r.path !== d.path)) {
-      const r2 = (x: number): number => Math.round(x * 100) / 100;
+  for (const d of rows.filter((r) => r.path.startsWith('(d)'))) {
+    const against = d.path === '(d) Infergate' ? rows.filter((r) => r.load === d.load && !r.path.startsWith('(d)')) : rows.filter((r) => r.load === d.load && r.path === '(a) direct');
+    for (const other of against) {
       ratios.push({
-        load: d.load,
+        load: d.path === '(d) Infergate' ? d.load : `${d.load}, ${d.path.slice('(d) Infergate, '.length)}`,
         against: other.path,
-        throughput: r2(d.perSecond / other.perSecond),
-        cpuPerRequest: r2(d.cpuUsPerRequest / other.cpuUsPerRequest),
-        unloadedP50: r2(d.unloadedP50Ms / other.unloadedP50Ms),
+        throughput: round(d.perSecond / other.perSecond),
+        cpuPerRequest: round(d.cpuUsPerRequest / other.cpuUsPerRequest),
+        unloadedP50: round(d.unloadedP50Ms / other.unloadedP50Ms),
       });
     }
   }
@@ -538,14 +676,43 @@ export async function run(): Promise<CompareResult> {
     measureSeconds: MEASURE_S,
     rows,
     ratios,
+    fixedRate,
+    targets: checkTargets(rows, fixedRate),
     notes,
   };
+}
+
+/** The issue's targets against this run's figures. */
+function checkTargets(rows: readonly Row[], fixedRate: readonly FixedRateRow[]): TargetCheck[] {
+  const at = (load: string, path: string): Row | undefined => rows.find((r) => r.load === load && r.path === path);
+  const checks: TargetCheck[] = [];
+  const d = at('REST JSON', '(d) Infergate');
+  const ratio = (other: Row | undefined, min: number, what: string): void => {
+    if (d === undefined || other === undefined) return;
+    const r = d.perSecond / other.perSecond;
+    checks.push({ target: `REST JSON small: (d) >= ${min}x ${what} req/s`, measured: `${round(r)}x (${d.perSecond} vs ${other.perSecond})`, met: r >= min });
+  };
+  ratio(at('REST JSON', '(c) bare node:http + undici'), 0.9, '(c)');
+  ratio(at('REST JSON', '(b) nginx'), 0.5, '(b)');
+  if (d !== undefined) {
+    checks.push({ target: 'added CPU per request (pinned) <= 40 us', measured: `${d.cpuUsPerRequest} us (REST JSON small)`, met: d.cpuUsPerRequest <= 40 });
+    checks.push({ target: 'unloaded added p50 <= 100 us over direct', measured: `${d.addedUnloadedP50Us} us`, met: d.addedUnloadedP50Us <= 100 });
+  }
+  const fixed = fixedRate.find((f) => f.path === '(d) Infergate');
+  if (fixed !== undefined) checks.push({ target: `(informational) p50 added at ${fixed.ratePerSecond} req/s`, measured: `${fixed.addedP50Us} us`, met: true });
+  const g = at('gRPC', '(d) Infergate');
+  const gd = at('gRPC', '(a) direct');
+  if (g !== undefined && gd !== undefined) {
+    const r = g.perSecond / gd.perSecond;
+    checks.push({ target: 'gRPC: (d) >= 0.8x direct req/s', measured: `${round(r)}x (${g.perSecond} vs ${gd.perSecond})`, met: r >= 0.8 });
+  }
+  return checks;
 }
 
 export function format(result: unknown): string {
   const r = result as CompareResult;
   const lines = [
-    `## Infergate against direct, nginx and a bare Node forwarder (${r.pinning}; ${r.connections} connections, ${r.measureSeconds} s)`,
+    `## Infergate against direct, nginx and a bare Node forwarder (${r.pinning}; ${r.connections} connections, 16 for 1 MiB; ${r.measureSeconds} s each)`,
     '',
     '| load | path | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU us/req | backend us/req | unloaded p50 ms | added vs direct us |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -557,8 +724,18 @@ export function format(result: unknown): string {
     '| load | Infergate / | req/s | CPU/req | unloaded p50 |',
     '|---|---|---:|---:|---:|',
     ...r.ratios.map((x) => `| ${x.load} | ${x.against} | ${x.throughput} | ${x.cpuPerRequest} | ${x.unloadedP50} |`),
-    '',
-    ...r.notes.map((n) => `- ${n}`),
   ];
+  if (r.fixedRate.length > 0) {
+    lines.push(
+      '',
+      `Fixed rate, REST JSON small: ${r.fixedRate[0]!.ratePerSecond} req/s (half of Infergate's peak), 16 HTTP/1.1 clients (h2load --h1 --rps)`,
+      '',
+      '| path | requests | errors | p50 ms | p99 ms | p99.9 ms | added p50 vs direct us |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      ...r.fixedRate.map((x) => `| ${x.path} | ${x.requests} | ${x.errors} | ${x.p50Ms} | ${x.p99Ms} | ${x.p999Ms} | ${x.addedP50Us} |`),
+    );
+  }
+  lines.push('', '| target | measured | met |', '|---|---|---|', ...r.targets.map((t) => `| ${t.target} | ${t.measured} | ${t.met ? 'yes' : 'no'} |`));
+  lines.push('', ...r.notes.map((n) => `- ${n}`));
   return lines.join('\n');
 }

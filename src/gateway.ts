@@ -4,13 +4,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { createAdaptorServer } from '@hono/node-server';
+import { createServer as createHttpServer } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
 import type * as grpc from '@grpc/grpc-js';
 import { bindGrpcServer, createGrpcServer } from './api/grpc/server.js';
 import { RequestAdmission } from './api/admission.js';
 import { AccessControl } from './api/auth/access-control.js';
 import { createAdminApp, type BackendHealthView } from './api/http/admin.js';
 import { createHttpApp } from './api/http/app.js';
+import { createV2InferListener } from './api/http/v2-infer.js';
 import { createJobsApp } from './api/http/jobs.js';
 import { createMetricsApp } from './api/http/metrics.js';
 import type { BackendCluster } from './backends/cluster.js';
@@ -170,7 +172,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
     ...(jobs !== undefined ? { jobs: () => jobs.stats() } : {}),
   });
   const app = createHttpApp(service, { ...apiOptions, maxBodyBytes: maxBody }, { admin, experiments, jobs: jobsApi, metrics: createMetricsApp(metrics) });
-  const http = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+  // The v2 inference route runs on node:http itself (api/http/v2-infer.ts); every other request goes to the Hono app.
+  const inferListener = createV2InferListener(service, { ...apiOptions, maxBodyBytes: maxBody });
+  const honoListener = getRequestListener(app.fetch);
+  const http: HttpServer = createHttpServer((req, res) => {
+    if (!inferListener(req, res)) void honoListener(req, res);
+  });
   // The guard and the results' Redis connection stop with the REST listener (at close(), or a failed start).
   http.once('close', () => void experimentResults.close());
   const grpcServer = createGrpcServer(service, { ...apiOptions, maxMessageBytes: maxBody });

@@ -356,23 +356,27 @@ describe('Dockerfile', () => {
 
   it('typechecks in a build stage with every dependency, and builds the runtime stage from it', () => {
     expect(all.length).toBeGreaterThanOrEqual(2);
-    expect(steps(build, 'RUN')).toEqual(expect.arrayContaining([expect.stringMatching(/^npm ci(?!.*--omit)/), 'npx tsc --noEmit']));
+    expect(steps(build, 'RUN')).toEqual(expect.arrayContaining([expect.stringMatching(/^npm ci(?!.*--omit)/), 'npx tsc --noEmit', 'npm run build']));
     // COPY --from=build makes BuildKit run the build stage (and so the typecheck) for the runtime image.
     expect(steps(runtime, 'COPY').filter((c) => c.startsWith(`--from=${build?.name} `)).length).toBeGreaterThan(0);
   });
 
-  it('runs on node:20-bookworm-slim with production dependencies only, tsx among them', () => {
+  it('runs on node:20-bookworm-slim with production dependencies only', () => {
     expect(runtime?.from).toBe('node:20-bookworm-slim');
     const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; engines: { node: string } };
     expect(pkg.engines.node).toMatch(/^>=20\./);
-    expect(pkg.dependencies.tsx).toBeDefined(); // bin/infergate.js runs the sources through tsx
+    // bin/infergate.js runs the sources through tsx (development); `npm run build` (esbuild) makes dist/ for the image.
+    expect(pkg.dependencies.tsx).toBeDefined();
+    expect(pkg.dependencies.esbuild).toBeDefined();
     expect(read('bin/infergate.js')).toContain("from 'tsx/esm/api'");
     expect(steps(runtime, 'RUN')).toEqual(expect.arrayContaining([expect.stringMatching(/^npm ci --omit=dev/)]));
   });
 
-  it('copies only what runs, including the .proto files the sources load', () => {
+  it('copies only what runs: the build, whose modules find the .proto files where the sources do', () => {
     const copied = steps(runtime, 'COPY').map((c) => c.replace(/^--from=\S+\s+/, '').split(/\s+/)[0]?.replace(/^\/app\//, ''));
-    expect(copied.sort()).toEqual(['bin', 'config', 'package.json', 'protos', 'reference', 'src']);
+    expect(copied.sort()).toEqual(['config', 'dist', 'package.json']);
+    // bin/build.mjs copies protos/ into dist/ beside dist/src/, so these relative paths hold in the build too.
+    expect(read('bin/build.mjs')).toContain("join(out, 'protos')");
     for (const file of ['src/protocols/v2/grpc-proto.ts', 'src/protocols/tfserving/grpc-proto.ts', 'src/protocols/torchserve/grpc-proto.ts']) {
       expect(read(file)).toMatch(/\.\.\/\.\.\/\.\.\/protos\//);
     }
@@ -389,7 +393,7 @@ describe('Dockerfile', () => {
     const health = steps(runtime, 'HEALTHCHECK')[0] ?? '';
     expect(health).toMatch(/CMD \["node", "-e", /);
     expect(health).toContain('/v2/health/ready');
-    expect(steps(runtime, 'ENTRYPOINT')).toEqual(['["node", "bin/infergate.js"]']);
+    expect(steps(runtime, 'ENTRYPOINT')).toEqual(['["node", "dist/infergate.js"]']);
     expect(steps(runtime, 'CMD')).toEqual(['["serve", "--config", "/etc/infergate/gateway.yaml"]']);
     expect(steps(runtime, 'RUN').join(' ')).toContain('cp config/gateway.yaml /etc/infergate/gateway.yaml');
   });

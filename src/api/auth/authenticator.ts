@@ -8,6 +8,8 @@ import type { Principal } from './principal.js';
 
 /** The name of keys from the `admin:` section (they have no name of their own). */
 export const ADMIN_SECTION_NAME = 'admin';
+/** Matched credentials remembered at most (many more distinct keys than this in use just means hashing again). */
+const MATCHED_MAX = 1_024;
 
 /**
  * Turns a credential into a principal: an API key by the SHA-256 of what was
@@ -17,6 +19,12 @@ export const ADMIN_SECTION_NAME = 'admin';
  * model unless the same key is also listed in `auth.api_keys`.
  */
 export class Authenticator {
+  /**
+   * Credentials already matched to a key, so a client's key is hashed once rather than per request. Only matches go
+   * in (a guessed key never does) and it is bounded; it lives as long as this config's Authenticator.
+   */
+  private readonly matched = new Map<string, Principal>();
+
   private constructor(
     private readonly keys: ReadonlyMap<string, Principal>,
     readonly jwt: JwtVerifier | undefined,
@@ -69,8 +77,14 @@ export class Authenticator {
    * UNAVAILABLE when a token's keys cannot be fetched.
    */
   authenticate(credential: Credential, keyLabel = 'API key'): Principal | Promise<Principal> {
+    const known = this.matched.get(credential);
+    if (known !== undefined) return known;
     const byKey = this.keys.get(sha256Hex(credential));
-    if (byKey !== undefined) return byKey;
+    if (byKey !== undefined) {
+      if (this.matched.size >= MATCHED_MAX) this.matched.clear();
+      this.matched.set(credential, byKey);
+      return byKey;
+    }
     if (this.jwt !== undefined && looksLikeJwt(credential)) return this.jwt.verify(credential);
     throw new GatewayError('UNAUTHENTICATED', looksLikeJwt(credential) ? 'invalid credentials: JWTs are not accepted (no auth.jwt)' : `invalid ${keyLabel}`);
   }

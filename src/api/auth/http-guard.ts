@@ -98,9 +98,14 @@ function refusal(c: HttpContext, err: unknown, logger: Logger): Response {
   const error: GatewayError = toGatewayError(err);
   const id = c.get('requestId') ?? requestIdFrom(c.req.header(REQUEST_ID_HEADER));
   logRequestFailure(logger, { requestId: id, method: c.req.method, path: c.req.path }, error);
-  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: id };
-  if (error.code === 'UNAUTHENTICATED') headers['www-authenticate'] = /^missing/.test(error.message) ? 'Bearer' : 'Bearer error="invalid_token"';
-  return errorResponse(error, error.httpStatus, headers);
+  return errorResponse(error, error.httpStatus, refusalHeaders(error, id));
+}
+
+/** The headers of a refusal: the request id, and WWW-Authenticate for a 401. */
+export function refusalHeaders(error: GatewayError, requestId: string): Record<string, string> {
+  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
+  if (error.code === 'UNAUTHENTICATED') headers['www-authenticate'] = error.message.startsWith('missing') ? 'Bearer' : 'Bearer error="invalid_token"';
+  return headers;
 }
 
 /** The path of a request URL as the router matches it (percent-encoding kept). */

@@ -1,17 +1,11 @@
 import { Hono } from 'hono';
 import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
 import { logRequestFailure } from '../../observability/request-log.js';
-import {
-  decodeInferRequest,
-  encodeInferResponse,
-  encodeModelMetadata,
-  parseHeaderLength,
-} from '../../protocols/v2/rest-codec.js';
+import { encodeModelMetadata } from '../../protocols/v2/rest-codec.js';
 import type { InferenceService } from '../../routing/inference-service.js';
 import { readBody } from './body.js';
 import {
   errorResponse,
-  inferenceRoute,
   REQUEST_ID_HEADER,
   requestContext,
   requestIdFrom,
@@ -27,7 +21,6 @@ import { ATTEMPTS_HEADER, CACHE_HEADER, TARGET_HEADER, VARIANT_HEADER } from '..
 export type { HttpApiOptions } from './context.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' } as const;
-const HEADER_LENGTH = 'inference-header-content-length';
 /**
  * A '.' or '..' path segment, plain or percent-encoded. URL parsing would
  * resolve it before routing (so /v2/models/../infer reached another route);
@@ -39,7 +32,8 @@ const ALWAYS_ADMITTED: ReadonlySet<string> = new Set(['/v2', '/v2/health/live', 
 
 /**
  * The client-facing KServe v2 REST API (the routes Triton serves), plus
- * Triton's model index. Every error is `{"error": "..."}` with the status its
+ * Triton's model index, but for inference itself, which the listener serves
+ * ahead of this app (v2-infer.ts). Every error is `{"error": "..."}` with the status its
  * code maps to.
  */
 export function createHttpApp(
@@ -136,26 +130,9 @@ export function createHttpApp(
   route('GET', '/v2/models/:model/ready', ready);
   route('GET', '/v2/models/:model/versions/:version/ready', ready);
 
-  const infer = inferenceRoute(opts, async (c: HttpContext): Promise<Response> => {
-    const model = c.req.param('model') ?? '';
-    const version = c.req.param('version') ?? '';
-    const target = service.resolve(model, version, c.get('inference'));
-    // Before the body is read: the deadline runs from the request's arrival, and a bad timeout header is reported first.
-    const ctx = context(c);
-    const body = await readBody(c.env.incoming, opts.maxBodyBytes);
-    const headerLength = parseHeaderLength(c.req.header(HEADER_LENGTH), body.length);
-    const { request, outputEncoding } = decodeInferRequest(body, headerLength, model, version);
-    const response = await service.infer(request, ctx, target);
-    const encoded = encodeInferResponse(response, outputEncoding);
-    const headers: Record<string, string> = { 'content-type': encoded.contentType };
-    if (encoded.headerLength !== undefined) headers[HEADER_LENGTH] = String(encoded.headerLength);
-    const chunks = encoded.chunks;
-    const payload = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[], encoded.byteLength);
-    // Node Buffers never sit on a SharedArrayBuffer, which is all the cast rules out.
-    return c.body(payload as Uint8Array<ArrayBuffer>, 200, headers);
-  });
-  route('POST', '/v2/models/:model/infer', infer);
-  route('POST', '/v2/models/:model/versions/:version/infer', infer);
+  // POST /v2/models/{m}[/versions/{v}]/infer is served on node:http itself, ahead of this app (v2-infer.ts);
+  // it is known here for the 405 of other methods.
+  known.push(['POST', '/v2/models/:model/infer'], ['POST', '/v2/models/:model/versions/:version/infer']);
 
   // A known path with the wrong method is 405, as Triton answers.
   for (const [method, path] of known) {

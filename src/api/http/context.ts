@@ -117,7 +117,7 @@ export function timeInference(c: HttpContext, opts: HttpApiOptions, run: () => P
  * request's deadline is the earlier of it and server.request_timeout_ms, as
  * for a gRPC deadline).
  */
-function clientDeadlineOf(header: string | string[] | undefined, now: number): number | undefined {
+export function clientDeadlineOf(header: string | string[] | undefined, now: number): number | undefined {
   if (header === undefined) return undefined;
   const text = Array.isArray(header) ? header[0] : header;
   if (text === undefined || !/^[0-9]{1,10}$/.test(text) || Number(text) < 1 || Number(text) > MAX_TIMEOUT_MS) {

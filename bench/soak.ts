@@ -1,0 +1,213 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Memory under many connections, and over time: Infergate (its JavaScript build, as bench/compare.ts runs it, auth
+ * and metrics on, log_level info) in front of the reference Triton, driven by wrk with 1,000 concurrent keep-alive
+ * connections (REST JSON, a 1x4 FP32 tensor) for SOAK_S seconds (5 minutes; INFERGATE_SOAK_S to change it). The
+ * gateway's RSS (/proc/PID/status VmRSS) is sampled every 5 s: the peak at 1,000 connections, and the mean of the
+ * first and of the last minute, whose ratio says whether memory stays flat. Loopback only; wrk stops by itself.
+ */
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const SOAK_S = Number(process.env.INFERGATE_SOAK_S ?? 300);
+const CONNECTIONS = 1_000;
+const SAMPLE_MS = 5_000;
+const API_KEY = 'bench-soak-key-0123456789abcdef';
+const LOAD_CORE = '0';
+const SERVER_CORE = '1';
+/** RSS target at 1,000 connections (issue 11). */
+const RSS_LIMIT_MB = 200;
+/** "Flat": the last minute's mean RSS within this fraction of the first minute's. */
+const FLAT_WITHIN = 0.1;
+
+export interface SoakResult {
+  readonly connections: number;
+  readonly seconds: number;
+  readonly requests: number;
+  readonly errors: number;
+  readonly perSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly idleRssMb: number;
+  readonly peakRssMb: number;
+  readonly firstMinuteRssMb: number;
+  readonly lastMinuteRssMb: number;
+  /** lastMinuteRssMb / firstMinuteRssMb. */
+  readonly growth: number;
+  readonly samples: readonly { readonly atS: number; readonly rssMb: number }[];
+  readonly targets: readonly { readonly target: string; readonly measured: string; readonly met: boolean }[];
+}
+
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  return Math.round((kb / 1024) * 10) / 10;
+}
+
+interface Server {
+  readonly child: ChildProcess;
+  readonly endpoints: Record<string, string>;
+}
+
+/** Starts `node ARGS` on the server core and waits for the JSON line holding its endpoints (`msg`, when given). */
+function start(args: string[], env: NodeJS.ProcessEnv, msg?: string): Promise<Server> {
+  const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} not ready in 20 s:\n${output}`));
+    }, 20_000);
+    child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-8_000)));
+    child.stdout!.on('data', (c: Buffer) => {
+      output = (output + c.toString()).slice(-8_000);
+      for (const line of output.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const r = JSON.parse(line) as Record<string, unknown>;
+          if ((msg === undefined || r.msg === msg) && typeof r.http === 'string') {
+            clearTimeout(timer);
+            resolve({ child, endpoints: r as Record<string, string> });
+            return;
+          }
+        } catch {
+          // a partial line
+        }
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited (${code}) before it was ready:\n${output}`));
+    });
+  });
+}
+
+async function stop(server: Server | undefined): Promise<void> {
+  if (server === undefined || server.child.exitCode !== null || server.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => server.child.once('exit', resolve));
+  server.child.kill('SIGTERM');
+  const timer = setTimeout(() => server.child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function run(): Promise<SoakResult> {
+  if (spawnSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' }).status !== 0) {
+    throw new Error('wrk is not installed (apt-get install -y wrk; npm run bench -- compare installs it)');
+  }
+  const build = spawnSync(process.execPath, ['bin/build.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
+  const dir = await mkdtemp(join(tmpdir(), 'infergate-bench-soak-'));
+  let backend: Server | undefined;
+  let gateway: Server | undefined;
+  try {
+    backend = await start(['dist/reference/triton/main.js', '--host', '127.0.0.1'], process.env);
+    const config = join(dir, 'gateway.yaml');
+    await writeFile(
+      config,
+      `server: { http: { host: 127.0.0.1, port: 0 }, grpc: { host: 127.0.0.1, port: 0 }, log_level: info }
+auth:
+  enabled: true
+  api_keys:
+    - { name: soak, key_env: INFERGATE_SOAK_KEY, models: ["*"] }
+backends:
+  triton: { kind: triton, protocol: rest, endpoints: ["${backend.endpoints.http}"], max_connections: 64 }
+models:
+  linear: { backend: triton }
+`,
+    );
+    gateway = await start(['dist/infergate.js', 'serve', '--config', config], { ...process.env, INFERGATE_SOAK_KEY: API_KEY }, 'gateway listening');
+    const pid = gateway.child.pid!;
+    const script = join(dir, 'soak.lua');
+    await writeFile(
+      script,
+      `wrk.method = "POST"
+wrk.body = '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer ${API_KEY}"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50":%.0f,"p99":%.0f}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+`,
+    );
+    await new Promise((r) => setTimeout(r, 1_000));
+    const idleRssMb = await rssMb(pid);
+    const url = `http://${gateway.endpoints.http}/v2/models/linear/infer`;
+    const wrk = spawn('taskset', ['-c', LOAD_CORE, 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${SOAK_S}s`, '--timeout', '10s', '-s', script, url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    wrk.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    wrk.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    const finished = new Promise<number | null>((resolve) => wrk.once('exit', resolve));
+    const samples: { atS: number; rssMb: number }[] = [];
+    const started = Date.now();
+    const sampler = setInterval(() => {
+      void rssMb(pid)
+        .then((mb) => samples.push({ atS: Math.round((Date.now() - started) / 1000), rssMb: mb }))
+        .catch(() => undefined);
+    }, SAMPLE_MS);
+    const killer = setTimeout(() => wrk.kill('SIGKILL'), (SOAK_S + 30) * 1000);
+    await finished;
+    clearInterval(sampler);
+    clearTimeout(killer);
+    const line = /WRKJSON (\{.*\})/.exec(out);
+    if (!line) throw new Error(`wrk gave no result: ${out}`);
+    const w = JSON.parse(line[1]!) as { requests: number; duration_us: number; errors: number; p50: number; p99: number };
+    const minute = Math.min(60, SOAK_S / 3);
+    const mean = (xs: number[]): number => Math.round((xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)) * 10) / 10;
+    const first = mean(samples.filter((s) => s.atS <= minute).map((s) => s.rssMb));
+    const last = mean(samples.filter((s) => s.atS > SOAK_S - minute).map((s) => s.rssMb));
+    const peak = Math.max(...samples.map((s) => s.rssMb));
+    const growth = Math.round((last / first) * 1000) / 1000;
+    return {
+      connections: CONNECTIONS,
+      seconds: SOAK_S,
+      requests: w.requests,
+      errors: w.errors,
+      perSecond: Math.round(w.requests / (w.duration_us / 1e6)),
+      p50Ms: Math.round(w.p50) / 1000,
+      p99Ms: Math.round(w.p99) / 1000,
+      idleRssMb,
+      peakRssMb: peak,
+      firstMinuteRssMb: first,
+      lastMinuteRssMb: last,
+      growth,
+      samples,
+      targets: [
+        { target: `RSS < ${RSS_LIMIT_MB} MB at ${CONNECTIONS} connections`, measured: `peak ${peak} MB`, met: peak < RSS_LIMIT_MB },
+        {
+          target: `RSS flat over the soak (last minute within ${FLAT_WITHIN * 100}% of the first)`,
+          measured: `${first} -> ${last} MB (x${growth})`,
+          met: Math.abs(growth - 1) <= FLAT_WITHIN,
+        },
+      ],
+    };
+  } finally {
+    await stop(gateway);
+    await stop(backend);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function format(result: unknown): string {
+  const r = result as SoakResult;
+  return [
+    `## Soak: ${r.connections} connections for ${r.seconds} s (wrk, REST JSON small, Infergate with auth and metrics)`,
+    '',
+    '| requests | errors | req/s | p50 ms | p99 ms | idle RSS MB | peak RSS MB | first minute MB | last minute MB | growth |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| ${r.requests} | ${r.errors} | ${r.perSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.idleRssMb} | ${r.peakRssMb} | ${r.firstMinuteRssMb} | ${r.lastMinuteRssMb} | ${r.growth} |`,
+    '',
+    '| target | measured | met |',
+    '|---|---|---|',
+    ...r.targets.map((t) => `| ${t.target} | ${t.measured} | ${t.met ? 'yes' : 'no'} |`),
+  ].join('\n');
+}
