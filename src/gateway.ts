@@ -25,7 +25,7 @@ import type { GatewayConfig } from './config/schema.js';
 import { GatewayError } from './core/errors.js';
 import { ResponseCache, type CacheStats } from './cache/response-cache.js';
 import { createCacheStore } from './cache/create-store.js';
-import { BatchJobs } from './jobs/job-queue.js';
+import type { BatchJobs } from './jobs/job-queue.js';
 import { createRecordPredictor } from './routing/record-predictor.js';
 import { startStreamProcessors, type RunningStreamProcessors } from './streaming/stream-runner.js';
 import type { Logger } from './observability/logger.js';
@@ -160,7 +160,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger, option
   // Batch jobs are startup config (changing `jobs` needs a restart, like the cache store); without it /v1/jobs answers 501.
   const jobs =
     config.jobs !== undefined
-      ? new BatchJobs({ config: config.jobs, service, instanceId, logger, requestTimeoutMs: config.server.request_timeout_ms })
+      ? // Loaded only here: BullMQ and the file formats cost ~30 MB of memory a gateway without jobs does not need.
+        new (await import('./jobs/job-queue.js')).BatchJobs({ config: config.jobs, service, instanceId, logger, requestTimeoutMs: config.server.request_timeout_ms })
       : undefined;
   const jobsApi = createJobsApp(jobs, { maxBodyBytes: maxBody });
   metrics.attach({

@@ -102,6 +102,8 @@ export class RequestTicket {
 
   /** The client went away before its answer. */
   cancel(): void {
+    // gRPC reports a cancel for calls already answered too: no error (and its stack) is made for those.
+    if (this.ended || this.controller.signal.aborted) return;
     this.abort(new GatewayError('CANCELLED', 'the client closed the connection before the answer'));
   }
 

@@ -1,12 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { startGateway, type RunningGateway } from '../gateway.js';
 import { createLogger } from '../observability/logger.js';
-import { batchCommand } from './batch-command.js';
 import { startDemoBackends } from './demo-backends.js';
-import { streamCommand } from './stream-command.js';
 import { untilSignal } from './signals.js';
 
 const USAGE = `Usage: infergate <command> [options]
@@ -41,9 +40,10 @@ export async function main(argv: string[]): Promise<number> {
       case 'demo':
         return await demo(rest);
       case 'batch':
-        return await batchCommand(rest);
+        // Loaded on use: each command's modules (file formats, stream readers) stay out of `serve`'s memory.
+        return await (await import('./batch-command.js')).batchCommand(rest);
       case 'stream':
-        return await streamCommand(rest);
+        return await (await import('./stream-command.js')).streamCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -64,7 +64,23 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * How much V8 lets the old generation grow between full collections, in percent: 50 by default
+ * (INFERGATE_HEAP_GROWING_PERCENT; 0 keeps V8's own factor). V8 grows it up to 4x when the allocation rate is high,
+ * which is what many requests in flight look like: measured with 1,000 connections, the gateway held ~250 MB RSS for
+ * ~50 MB of live objects. At 1.5x it stays near 160 MB for the same throughput (bench/soak.ts).
+ */
+function boundHeapGrowth(env: NodeJS.ProcessEnv): void {
+  const text = env.INFERGATE_HEAP_GROWING_PERCENT ?? '50';
+  const percent = Number(text);
+  if (!Number.isInteger(percent) || percent < 0 || percent > 1_000) {
+    throw new Error(`INFERGATE_HEAP_GROWING_PERCENT must be a whole number from 0 to 1000, got '${text}'`);
+  }
+  if (percent > 0) v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
 async function serve(argv: string[]): Promise<number> {
+  boundHeapGrowth(process.env);
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
   const file = values.config ?? 'config/gateway.yaml';
   const { config, text } = await readConfig(file, process.env);
@@ -98,6 +114,7 @@ async function validate(argv: string[]): Promise<number> {
 }
 
 async function demo(argv: string[]): Promise<number> {
+  boundHeapGrowth(process.env);
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
   const backends = await startDemoBackends(process.env);
   const closeServers = () => backends.close();

@@ -17,12 +17,13 @@ import {
   type JobData,
   type JobResult,
   type JobState,
+  JobFinishedError,
   type JobView,
   type StoredProgress,
 } from './job-view.js';
 import { confineInput, confineOutput } from './paths.js';
 
-export { JOB_STATES, type JobState, type JobView } from './job-view.js';
+export { JOB_STATES, JobFinishedError, type JobState, type JobView } from './job-view.js';
 
 /** A job as a client asks for it (the HTTP layer has checked the types). */
 export interface JobRequest {
@@ -69,14 +70,6 @@ export interface BatchJobStats {
   readonly rows: { readonly succeeded: number; readonly failed: number };
 }
 
-export class JobFinishedError extends GatewayError {
-  constructor(
-    id: string,
-    readonly state: JobState,
-  ) {
-    super('FAILED_PRECONDITION', `job ${id} has already finished (${state}); only queued and running jobs can be cancelled`);
-  }
-}
 
 /** How often a worker looks for cancel requests of the jobs it runs. */
 const CANCEL_POLL_MS = 1_000;

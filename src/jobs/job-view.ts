@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { HTTP_STATUS, type ErrorCode } from '../core/errors.js';
+import { GatewayError, HTTP_STATUS, type ErrorCode } from '../core/errors.js';
 import type { BatchProgress } from './batch-runner.js';
 import type { RecordFormat } from './formats/index.js';
 
@@ -173,4 +173,13 @@ function storedProgress(p: unknown): StoredProgress | undefined {
 function stripRunner(p: StoredProgress): JobProgressView {
   const { worker: _w, started_at: _s, ...rest } = p;
   return rest;
+}
+
+export class JobFinishedError extends GatewayError {
+  constructor(
+    id: string,
+    readonly state: JobState,
+  ) {
+    super('FAILED_PRECONDITION', `job ${id} has already finished (${state}); only queued and running jobs can be cancelled`);
+  }
 }

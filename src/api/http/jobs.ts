@@ -1,8 +1,10 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { GatewayError, invalidArgument } from '../../core/errors.js';
-import { RECORD_FORMATS } from '../../jobs/formats/index.js';
-import { JOB_STATES, JobFinishedError, type BatchJobs, type JobRequest, type JobState } from '../../jobs/job-queue.js';
+// Values from the light modules only: the job queue itself (BullMQ) loads when a `jobs:` section asks for it.
+import { RECORD_FORMATS } from '../../jobs/formats/record-format.js';
+import type { BatchJobs, JobRequest } from '../../jobs/job-queue.js';
+import { JOB_STATES, JobFinishedError, type JobState } from '../../jobs/job-view.js';
 import { readBody } from './body.js';
 import { errorResponse, type HttpEnv } from './context.js';
 import { requireModel } from '../auth/access-control.js';
