@@ -163,6 +163,26 @@ describe('infer: every datatype, JSON and binary, through a gRPC and a REST back
     }
   }
 
+  it('moves an 800 kB tensor both ways byte for byte (one Buffer to the backend, the reply written as its chunks)', async () => {
+    // Under the stack's 1 MiB server.max_body_bytes, and far over the 64 kB up to which a reply is merged into one Buffer.
+    const values = Float32Array.from({ length: 200_000 }, (_, i) => i / 7);
+    const raw = Buffer.from(values.buffer);
+    const reply = await postBinary(
+      stack.http,
+      '/v2/models/identity_fp32/infer',
+      {
+        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, values.length], parameters: { binary_data_size: raw.length } }],
+        parameters: { binary_data_output: true },
+      },
+      [raw],
+    );
+    expect(reply.status, reply.text().slice(0, 200)).toBe(200);
+    expect(Number(reply.headers['content-length'])).toBe(reply.body.length);
+    const { header, blobs } = splitBinaryReply(reply);
+    expect((header.outputs as OutputJson[])[0]).toMatchObject({ name: 'OUTPUT0', shape: [1, values.length], parameters: { binary_data_size: raw.length } });
+    expect(blobs.equals(raw)).toBe(true);
+  });
+
   it('mixes binary and JSON outputs as each output asks', async () => {
     const reply = await postJson(stack.http, '/v2/models/simple/infer', {
       inputs: [
