@@ -29,6 +29,8 @@ export interface SoakResult {
   readonly seconds: number;
   readonly requests: number;
   readonly errors: number;
+  /** wrk's kinds of error: socket errors (connect, read, write), non-2xx answers (status), and timeouts (10 s). */
+  readonly errorKinds: { readonly connect: number; readonly read: number; readonly write: number; readonly status: number; readonly timeout: number };
   readonly perSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -131,9 +133,9 @@ wrk.headers["content-type"] = "application/json"
 wrk.headers["authorization"] = "Bearer ${API_KEY}"
 done = function(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50":%.0f,"p99":%.0f}\\n',
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50":%.0f,"p99":%.0f}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
 end
 `,
     );
@@ -160,7 +162,18 @@ end
     clearTimeout(killer);
     const line = /WRKJSON (\{.*\})/.exec(out);
     if (!line) throw new Error(`wrk gave no result: ${out}`);
-    const w = JSON.parse(line[1]!) as { requests: number; duration_us: number; errors: number; p50: number; p99: number };
+    const w = JSON.parse(line[1]!) as {
+      requests: number;
+      duration_us: number;
+      errors: number;
+      connect: number;
+      read: number;
+      write: number;
+      status: number;
+      timeout: number;
+      p50: number;
+      p99: number;
+    };
     const minute = Math.min(60, SOAK_S / 3);
     const mean = (xs: number[]): number => Math.round((xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)) * 10) / 10;
     const first = mean(samples.filter((s) => s.atS <= minute).map((s) => s.rssMb));
@@ -172,6 +185,7 @@ end
       seconds: SOAK_S,
       requests: w.requests,
       errors: w.errors,
+      errorKinds: { connect: w.connect, read: w.read, write: w.write, status: w.status, timeout: w.timeout },
       perSecond: Math.round(w.requests / (w.duration_us / 1e6)),
       p50Ms: Math.round(w.p50) / 1000,
       p99Ms: Math.round(w.p99) / 1000,
@@ -209,5 +223,7 @@ export function format(result: unknown): string {
     '| target | measured | met |',
     '|---|---|---|',
     ...r.targets.map((t) => `| ${t.target} | ${t.measured} | ${t.met ? 'yes' : 'no'} |`),
+    '',
+    `- errors by kind (wrk): ${Object.entries(r.errorKinds).map(([k, v]) => `${k} ${v}`).join(', ')}`,
   ].join('\n');
 }
