@@ -251,7 +251,12 @@ describe('graceful shutdown of the gateway process on SIGTERM', () => {
       else if (outcome.kind === 'response') {
         expect(outcome.status, outcome.body).toBe(503);
         expect(JSON.parse(outcome.body)).toMatchObject({ error: expect.any(String) });
-      } else expect(outcome, `late REST ${n}`).toMatchObject({ kind: 'no-response', code: 'ECONNREFUSED' });
+      } else {
+        // Refused once the listener is closed; a connection still in the accept queue as it closed is reset by the
+        // kernel instead (as for the probes above).
+        expect(outcome, `late REST ${n}`).toMatchObject({ kind: 'no-response' });
+        expect(['ECONNREFUSED', 'ECONNRESET'], `late REST ${n}`).toContain((outcome as { code?: string }).code);
+      }
     }
     // Some were accepted during the delay, some refused after it.
     expect(lateRest.some(({ outcome }) => outcome.kind === 'response' && outcome.status === 200)).toBe(true);

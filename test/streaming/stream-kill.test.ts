@@ -182,15 +182,25 @@ describe('infergate stream, two consumers, one killed mid-stream', () => {
     // Kill the first consumer while it holds events it has not acknowledged.
     // Mid-stream: events still unread by the group (lag), so the first consumer keeps taking more and still holds
     // some when the kill lands a moment after this check.
+    // The consumer is frozen (SIGSTOP) before its pending count is read, so an acknowledgement cannot land between
+    // the check and the kill; frozen with nothing pending, it is let go on (SIGCONT) and tried again.
+    let orphaned = 0;
     await until(
-      async () => ((await consumerPending()).get('first') ?? 0) > 0 && (await client.xlen(OUTPUT)) > 100 && (await groupLag()) > 300,
+      async () => {
+        if (!((await client.xlen(OUTPUT)) > 100 && (await groupLag()) > 300)) return false;
+        first.child.kill('SIGSTOP');
+        orphaned = (await consumerPending()).get('first') ?? 0;
+        if (orphaned > 0) return true;
+        first.child.kill('SIGCONT');
+        return false;
+      },
       30_000,
       'first consumer busy mid-stream',
     );
     first.child.kill('SIGKILL');
     const killed = await first.exited;
     expect(killed.signal).toBe('SIGKILL');
-    const orphaned = (await consumerPending()).get('first') ?? 0;
+    expect((await consumerPending()).get('first') ?? 0).toBe(orphaned);
 
     const missing = (): Promise<string[]> =>
       client.xrange(OUTPUT, '-', '+').then((out) => {

@@ -254,6 +254,34 @@ describe('TritonRestBackend failures', () => {
     }
   });
 
+  it('a call still queued for a busy connection fails at its own deadline, and never goes out', async () => {
+    // Holds the first request it gets; answers the others at once.
+    let held = false;
+    const server = await startServer((_req, res) => {
+      if (!held) {
+        held = true;
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+    const backend = new TritonRestBackend({ endpoint: server.endpoint, maxConnections: 1 });
+    try {
+      const first = backend.serverReady(soon(1_500)).catch((e: unknown) => e);
+      await expect.poll(() => server.requests.length).toBe(1);
+      const started = Date.now();
+      // The only connection is taken: this one waits in the pool's queue, and its deadline passes there.
+      await rejectsWith(backend.serverReady(soon(100)), 'DEADLINE_EXCEEDED');
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(((await first) as GatewayError).code).toBe('DEADLINE_EXCEEDED');
+      // The connection is free again: a new call is served, and the expired one was never sent.
+      expect(await backend.serverReady(soon())).toBe(true);
+      expect(server.requests).toHaveLength(2);
+    } finally {
+      await backend.close().catch(() => undefined);
+      await server.close();
+    }
+  });
+
   it("the caller's signal cancels the call: CANCELLED", async () => {
     const server = await startServer(() => undefined);
     const backend = new TritonRestBackend({ endpoint: server.endpoint, maxConnections: 1 });
