@@ -34,7 +34,12 @@ export function createV2InferListener(service: InferenceService, opts: HttpApiOp
     if (req.method !== 'POST') return false;
     const path = v2InferPath(req.url);
     if (path === undefined) return false;
-    void serve(service, opts, req, res, path);
+    serve(service, opts, req, res, path).catch((err: unknown) => {
+      // serve() answers every failure itself; this is a bug of ours: logged, and the connection dropped rather than
+      // the process brought down by an unhandled rejection.
+      opts.logger.error({ err, method: 'POST', path: path.raw }, 'the inference route failed to answer');
+      res.destroy();
+    });
     return true;
   };
 }
