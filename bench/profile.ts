@@ -1,8 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { buildAndCheckWrk, LOAD_CORE, oneModelGateway, postScript, startPinned, stopPinned, type PinnedServer } from './lib/pinned.js';
 
 /**
  * Where Infergate's CPU goes on its hot path: the gateway (its build, auth and metrics on, log_level info) runs
@@ -15,7 +15,6 @@ import { fileURLToPath } from 'node:url';
  * spread, with bench/compare.ts for the unprofiled cost.
  */
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const WARMUP_S = 5;
 const PROFILE_S = 10;
 const CONNECTIONS = 64;
@@ -35,47 +34,6 @@ interface CpuProfile {
   readonly nodes: readonly { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
   readonly samples: readonly number[];
   readonly timeDeltas: readonly number[];
-}
-
-function start(args: string[], env: NodeJS.ProcessEnv, msg?: string): Promise<{ child: ChildProcess; http: string }> {
-  const child = spawn('taskset', ['-c', '1', process.execPath, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`not ready in 20 s:\n${output}`));
-    }, 20_000);
-    child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-8_000)));
-    child.stdout!.on('data', (c: Buffer) => {
-      output = (output + c.toString()).slice(-8_000);
-      for (const line of output.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        try {
-          const r = JSON.parse(line) as Record<string, unknown>;
-          if ((msg === undefined || r.msg === msg) && typeof r.http === 'string') {
-            clearTimeout(timer);
-            resolve({ child, http: r.http });
-            return;
-          }
-        } catch {
-          // a partial line
-        }
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited (${code}) before it was ready:\n${output}`));
-    });
-  });
-}
-
-async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Self time of the samples taken after `fromUs`, charged to each sample's owner and to its own function. */
@@ -110,49 +68,32 @@ export function chargeSamples(profile: CpuProfile, fromUs: number): { busyUs: nu
 }
 
 export async function run(): Promise<ProfileResult> {
-  if (spawnSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' }).status !== 0) throw new Error('wrk is not installed (npm run bench -- compare installs it)');
-  const build = spawnSync(process.execPath, ['bin/build.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
-  if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
+  buildAndCheckWrk();
   const dir = await mkdtemp(join(tmpdir(), 'infergate-bench-profile-'));
-  let backend: ChildProcess | undefined;
-  let gateway: ChildProcess | undefined;
+  let backend: PinnedServer | undefined;
+  let gateway: PinnedServer | undefined;
   try {
-    const triton = await start(['dist/reference/triton/main.js', '--host', '127.0.0.1'], process.env);
-    backend = triton.child;
+    backend = await startPinned(['dist/reference/triton/main.js', '--host', '127.0.0.1'], process.env);
     const config = join(dir, 'gateway.yaml');
-    await writeFile(
-      config,
-      `server: { http: { host: 127.0.0.1, port: 0 }, grpc: { host: 127.0.0.1, port: 0 }, log_level: info }
-auth:
-  enabled: true
-  api_keys:
-    - { name: profile, key_env: INFERGATE_PROFILE_KEY, models: ["*"] }
-backends:
-  triton: { kind: triton, protocol: rest, endpoints: ["${triton.http}"], max_connections: 64 }
-models:
-  linear: { backend: triton }
-`,
-    );
+    await writeFile(config, oneModelGateway(backend.http, 'INFERGATE_PROFILE_KEY'));
     const started = Date.now();
-    const gw = await start(['--cpu-prof', '--cpu-prof-dir', dir, 'dist/infergate.js', 'serve', '--config', config], { ...process.env, INFERGATE_PROFILE_KEY: API_KEY }, 'gateway listening');
-    gateway = gw.child;
-    const script = join(dir, 'post.lua');
-    await writeFile(
-      script,
-      `wrk.method = "POST"
-wrk.body = '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}'
-wrk.headers["content-type"] = "application/json"
-wrk.headers["authorization"] = "Bearer ${API_KEY}"
-`,
+    const gw = await startPinned(
+      ['--cpu-prof', '--cpu-prof-dir', dir, 'dist/infergate.js', 'serve', '--config', config],
+      { ...process.env, INFERGATE_PROFILE_KEY: API_KEY },
+      'gateway listening',
     );
+    gateway = gw;
+    const script = join(dir, 'post.lua');
+    await writeFile(script, postScript(API_KEY));
     const url = `http://${gw.http}/v2/models/linear/infer`;
     const wrk = (seconds: number): string =>
-      spawnSync('taskset', ['-c', '0', 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '-s', script, url], { encoding: 'utf8', timeout: (seconds + 20) * 1000 }).stdout ?? '';
+      spawnSync('taskset', ['-c', LOAD_CORE, 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '-s', script, url], { encoding: 'utf8', timeout: (seconds + 20) * 1000 }).stdout ?? '';
     wrk(WARMUP_S);
     const measuredFrom = Date.now();
     const out = wrk(PROFILE_S);
     const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
-    await stop(gateway);
+    // The profile is written as the process exits: give it time.
+    await stopPinned(gateway, 15_000);
     gateway = undefined;
     const file = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile'));
     if (file === undefined) throw new Error('the gateway wrote no .cpuprofile');
@@ -172,8 +113,8 @@ wrk.headers["authorization"] = "Bearer ${API_KEY}"
       functions: rows(functions).map(({ key, ...r }) => ({ fn: key, ...r })),
     };
   } finally {
-    await stop(gateway);
-    await stop(backend);
+    await stopPinned(gateway);
+    await stopPinned(backend);
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -1,8 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { buildAndCheckWrk, LOAD_CORE, oneModelGateway, postScript, startPinned, stopPinned, type PinnedServer } from './lib/pinned.js';
 
 /**
  * Memory under many connections, and over time: Infergate (its JavaScript build, as bench/compare.ts runs it, auth
@@ -12,13 +12,10 @@ import { fileURLToPath } from 'node:url';
  * first and of the last minute, whose ratio says whether memory stays flat. Loopback only; wrk stops by itself.
  */
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SOAK_S = Number(process.env.INFERGATE_SOAK_S ?? 300);
 const CONNECTIONS = 1_000;
 const SAMPLE_MS = 5_000;
 const API_KEY = 'bench-soak-key-0123456789abcdef';
-const LOAD_CORE = '0';
-const SERVER_CORE = '1';
 /** RSS target at 1,000 connections (issue 11). */
 const RSS_LIMIT_MB = 200;
 /** "Flat": the last minute's mean RSS within this fraction of the first minute's. */
@@ -50,98 +47,34 @@ async function rssMb(pid: number): Promise<number> {
   return Math.round((kb / 1024) * 10) / 10;
 }
 
-interface Server {
-  readonly child: ChildProcess;
-  readonly endpoints: Record<string, string>;
-}
-
-/** Starts `node ARGS` on the server core and waits for the JSON line holding its endpoints (`msg`, when given). */
-function start(args: string[], env: NodeJS.ProcessEnv, msg?: string): Promise<Server> {
-  const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} not ready in 20 s:\n${output}`));
-    }, 20_000);
-    child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-8_000)));
-    child.stdout!.on('data', (c: Buffer) => {
-      output = (output + c.toString()).slice(-8_000);
-      for (const line of output.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        try {
-          const r = JSON.parse(line) as Record<string, unknown>;
-          if ((msg === undefined || r.msg === msg) && typeof r.http === 'string') {
-            clearTimeout(timer);
-            resolve({ child, endpoints: r as Record<string, string> });
-            return;
-          }
-        } catch {
-          // a partial line
-        }
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${args.join(' ')} exited (${code}) before it was ready:\n${output}`));
-    });
-  });
-}
-
-async function stop(server: Server | undefined): Promise<void> {
-  if (server === undefined || server.child.exitCode !== null || server.child.signalCode !== null) return;
-  const exited = new Promise((resolve) => server.child.once('exit', resolve));
-  server.child.kill('SIGTERM');
-  const timer = setTimeout(() => server.child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 export async function run(): Promise<SoakResult> {
-  if (spawnSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' }).status !== 0) {
-    throw new Error('wrk is not installed (apt-get install -y wrk; npm run bench -- compare installs it)');
-  }
-  const build = spawnSync(process.execPath, ['bin/build.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
-  if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
+  buildAndCheckWrk();
   const dir = await mkdtemp(join(tmpdir(), 'infergate-bench-soak-'));
-  let backend: Server | undefined;
-  let gateway: Server | undefined;
+  let backend: PinnedServer | undefined;
+  let gateway: PinnedServer | undefined;
   try {
-    backend = await start(['dist/reference/triton/main.js', '--host', '127.0.0.1'], process.env);
+    backend = await startPinned(['dist/reference/triton/main.js', '--host', '127.0.0.1'], process.env);
     const config = join(dir, 'gateway.yaml');
-    await writeFile(
-      config,
-      `server: { http: { host: 127.0.0.1, port: 0 }, grpc: { host: 127.0.0.1, port: 0 }, log_level: info }
-auth:
-  enabled: true
-  api_keys:
-    - { name: soak, key_env: INFERGATE_SOAK_KEY, models: ["*"] }
-backends:
-  triton: { kind: triton, protocol: rest, endpoints: ["${backend.endpoints.http}"], max_connections: 64 }
-models:
-  linear: { backend: triton }
-`,
-    );
-    gateway = await start(['dist/infergate.js', 'serve', '--config', config], { ...process.env, INFERGATE_SOAK_KEY: API_KEY }, 'gateway listening');
+    await writeFile(config, oneModelGateway(backend.http, 'INFERGATE_SOAK_KEY'));
+    gateway = await startPinned(['dist/infergate.js', 'serve', '--config', config], { ...process.env, INFERGATE_SOAK_KEY: API_KEY }, 'gateway listening');
     const pid = gateway.child.pid!;
     const script = join(dir, 'soak.lua');
     await writeFile(
       script,
-      `wrk.method = "POST"
-wrk.body = '{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}'
-wrk.headers["content-type"] = "application/json"
-wrk.headers["authorization"] = "Bearer ${API_KEY}"
-done = function(summary, latency, requests)
+      postScript(
+        API_KEY,
+        `done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50":%.0f,"p99":%.0f}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
     e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
 end
 `,
+      ),
     );
     await new Promise((r) => setTimeout(r, 1_000));
     const idleRssMb = await rssMb(pid);
-    const url = `http://${gateway.endpoints.http}/v2/models/linear/infer`;
+    const url = `http://${gateway.http}/v2/models/linear/infer`;
     const wrk = spawn('taskset', ['-c', LOAD_CORE, 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${SOAK_S}s`, '--timeout', '10s', '-s', script, url], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -205,8 +138,8 @@ end
       ],
     };
   } finally {
-    await stop(gateway);
-    await stop(backend);
+    await stopPinned(gateway);
+    await stopPinned(backend);
     await rm(dir, { recursive: true, force: true });
   }
 }

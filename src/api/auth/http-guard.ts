@@ -39,20 +39,20 @@ export function httpAccessRule(method: string, path: string): AccessRule | 'self
     case 'metrics':
       return s.length === 1 ? METRICS : AUTHENTICATED;
     case 'v2':
-      if (at(1) === 'models' && s.length >= 3) return { kind: 'model', model: segment(s[2]!), infer: post && at(s.length - 1) === 'infer' };
-      if (at(1) === 'repository' && at(2) === 'models' && s.length >= 4) return { kind: 'model', model: segment(s[3]!), infer: false };
+      if (at(1) === 'models' && s.length >= 3) return { kind: 'model', model: decodePathSegment(s[2]!), infer: post && at(s.length - 1) === 'infer' };
+      if (at(1) === 'repository' && at(2) === 'models' && s.length >= 4) return { kind: 'model', model: decodePathSegment(s[3]!), infer: false };
       return AUTHENTICATED;
     case 'v1':
       if (at(1) === 'models' && s.length >= 3) {
         const raw = s[2]!;
         const colon = raw.indexOf(':');
-        return { kind: 'model', model: segment(colon >= 0 ? raw.slice(0, colon) : raw), infer: post && s[s.length - 1]!.includes(':') };
+        return { kind: 'model', model: decodePathSegment(colon >= 0 ? raw.slice(0, colon) : raw), infer: post && s[s.length - 1]!.includes(':') };
       }
-      if (at(1) === 'experiments' && s.length >= 3) return { kind: 'experiment', name: segment(s[2]!) };
+      if (at(1) === 'experiments' && s.length >= 3) return { kind: 'experiment', name: decodePathSegment(s[2]!) };
       if (at(1) === 'jobs' && s.length === 2 && (method === 'GET' || method === 'HEAD')) return LIST_JOBS;
       return AUTHENTICATED;
     case 'predictions':
-      return s.length >= 2 ? { kind: 'model', model: segment(s[1]!), infer: post } : AUTHENTICATED;
+      return s.length >= 2 ? { kind: 'model', model: decodePathSegment(s[1]!), infer: post } : AUTHENTICATED;
     default:
       return AUTHENTICATED;
   }
@@ -117,7 +117,7 @@ function pathOf(url: string): string {
 }
 
 /** A path segment decoded as a route parameter is (a malformed escape stays as it is, as Hono leaves it). */
-function segment(raw: string): string {
+export function decodePathSegment(raw: string): string {
   if (!raw.includes('%')) return raw;
   try {
     return decodeURIComponent(raw);

@@ -7,7 +7,7 @@ import { TRACEPARENT_HEADER, traceFrom, type TraceContext } from '../../observab
 import { decodeInferRequest, encodeError, encodeInferResponse, parseHeaderLength } from '../../protocols/v2/rest-codec.js';
 import type { InferenceService, RequestContext } from '../../routing/inference-service.js';
 import type { RequestTicket } from '../admission.js';
-import { refusalHeaders } from '../auth/http-guard.js';
+import { decodePathSegment, refusalHeaders } from '../auth/http-guard.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 import { ATTEMPTS_HEADER, CACHE_HEADER, cacheModeOf, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 import { readBody } from './body.js';
@@ -67,23 +67,14 @@ export function v2InferPath(url: string | undefined): InferPath | undefined {
   if (!raw.endsWith('/infer')) return undefined;
   const middle = raw.slice(PREFIX.length, raw.length - '/infer'.length);
   const slash = middle.indexOf('/');
-  if (slash < 0) return middle === '' ? undefined : { model: decodeSegment(middle), version: '', raw };
+  if (slash < 0) return middle === '' ? undefined : { model: decodePathSegment(middle), version: '', raw };
   // {m}/versions/{v}
   const rest = middle.slice(slash + 1);
   if (!rest.startsWith('versions/')) return undefined;
   const version = rest.slice('versions/'.length);
   const model = middle.slice(0, slash);
   if (model === '' || version === '' || version.includes('/')) return undefined;
-  return { model: decodeSegment(model), version: decodeSegment(version), raw };
-}
-
-function decodeSegment(raw: string): string {
-  if (!raw.includes('%')) return raw;
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
-  }
+  return { model: decodePathSegment(model), version: decodePathSegment(version), raw };
 }
 
 async function serve(service: InferenceService, opts: HttpApiOptions, req: IncomingMessage, res: ServerResponse, path: InferPath): Promise<void> {
