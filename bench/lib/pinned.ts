@@ -8,11 +8,19 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const LOAD_CORE = '0';
 export const SERVER_CORE = '1';
 
-/** `npm run build` (dist/), and wrk present; throws saying what is missing. */
+const haveWrk = (): boolean => spawnSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' }).status === 0;
+
+/** `npm run build` (dist/), and wrk (installed with apt when missing and running as root); throws saying what is missing. */
 export function buildAndCheckWrk(): void {
-  if (spawnSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' }).status !== 0) {
-    throw new Error('wrk is not installed (apt-get install -y wrk; npm run bench -- compare installs it)');
+  if (!haveWrk() && process.getuid?.() === 0) {
+    const install = (): number | null =>
+      spawnSync('apt-get', ['install', '-y', 'wrk'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status;
+    if (install() !== 0) {
+      spawnSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+      install();
+    }
   }
+  if (!haveWrk()) throw new Error('wrk is not installed: apt-get install -y wrk');
   const build = spawnSync(process.execPath, ['bin/build.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
 }
