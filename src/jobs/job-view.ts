@@ -54,20 +54,10 @@ export interface JobResult {
   readonly started_at: string;
 }
 
-/** One job as the API shows it. */
-export interface JobView {
+/** One job as the API shows it: what it was asked to do (its stored data, but for who accepted it), and how it went. */
+export interface JobView extends Omit<JobData, 'submitted_by'> {
   readonly id: string;
   readonly state: JobState;
-  readonly model: string;
-  readonly version: string;
-  readonly input: string;
-  readonly output: string;
-  readonly errors: string;
-  readonly input_format?: RecordFormat;
-  readonly output_format?: RecordFormat;
-  readonly batch_size: number;
-  readonly concurrency: number;
-  readonly id_field?: string;
   readonly created_at: string;
   readonly started_at?: string;
   readonly finished_at?: string;

@@ -1,11 +1,11 @@
 import { Hono } from 'hono';
 import type { InstanceInfo } from '../../config/config-sync.js';
 import type { ApplyResult, LiveConfig } from '../../config/live-config.js';
-import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors.js';
+import { GatewayError, toGatewayError } from '../../core/errors.js';
 import type { ExperimentStatus } from '../../experiments/assignment.js';
 import { experimentPatchText } from './admin-experiments.js';
 import type { Logger } from '../../observability/logger.js';
-import { readBody } from './body.js';
+import { parseJsonBody, readBody } from './body.js';
 import { REQUEST_ID_HEADER, requestIdFrom, type HttpContext, type HttpEnv } from './context.js';
 import type { BackendStatus } from '../../resilience/resilient-backend.js';
 import type { CacheStats } from '../../cache/response-cache.js';
@@ -129,12 +129,7 @@ export function createAdminApp(opts: AdminApiOptions): Hono<HttpEnv> {
   app.patch('/experiments/:name', async (c) => {
     const name = c.req.param('name');
     const body = await readBody(c.env.incoming, opts.maxBodyBytes);
-    let patch: unknown;
-    try {
-      patch = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
-    }
+    const patch = parseJsonBody(body);
     const current = live.current;
     if (current.text === undefined) throw new GatewayError('FAILED_PRECONDITION', 'the running config has no text to edit (built in code)');
     // One patch at a time, each on the text the previous one left, so concurrent patches all apply.

@@ -3,7 +3,7 @@ import { GatewayError, invalidArgument, toGatewayError } from '../../core/errors
 import { logRequestFailure } from '../../observability/request-log.js';
 import { encodeModelMetadata } from '../../protocols/v2/rest-codec.js';
 import type { InferenceService } from '../../routing/inference-service.js';
-import { readBody } from './body.js';
+import { parseJsonObjectBody, readBody } from './body.js';
 import {
   errorResponse,
   REQUEST_ID_HEADER,
@@ -163,16 +163,7 @@ export function createHttpApp(
 /** The index request body is optional: `{"ready": true}` lists only ready models. */
 function parseIndexRequest(body: Buffer): boolean {
   if (body.length === 0) return false;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw invalidArgument('the repository index request must be a JSON object');
-  }
-  const ready = (parsed as Record<string, unknown>).ready;
+  const ready = parseJsonObjectBody(body, 'the repository index request must be a JSON object').ready;
   if (ready !== undefined && typeof ready !== 'boolean') throw invalidArgument("'ready' must be a boolean");
   return ready === true;
 }

@@ -99,3 +99,19 @@ function withReserve(reserve: number, head: Buffer | undefined, chunks: readonly
   for (const chunk of chunks) off += chunk.copy(out, off);
   return out;
 }
+
+/** A JSON body: INVALID_ARGUMENT ("malformed JSON: ...") when it does not parse. */
+export function parseJsonBody(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
+  }
+}
+
+/** A JSON body that must be an object: INVALID_ARGUMENT when it does not parse, or with `notAnObject` when it is anything else. */
+export function parseJsonObjectBody(body: Buffer, notAnObject: string): Record<string, unknown> {
+  const parsed = parseJsonBody(body);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidArgument(notAnObject);
+  return parsed as Record<string, unknown>;
+}

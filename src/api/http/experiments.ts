@@ -6,7 +6,7 @@ import { meanAndVariance, meanInterval, twoProportionZTest, welchTTest, wilsonIn
 import { armAt, bucketBounds, stickyBucket } from '../../experiments/sticky-hash.js';
 import type { ExperimentSettings } from '../../experiments/types.js';
 import type { Logger } from '../../observability/logger.js';
-import { readBody } from './body.js';
+import { parseJsonObjectBody, readBody } from './body.js';
 import type { HttpEnv } from './context.js';
 
 /** What the results API needs to know about the running experiments. */
@@ -275,16 +275,7 @@ export function armForKey(exp: ExperimentSettings, key: string, isCut: (arm: str
 }
 
 function parseOutcomes(body: Buffer): ParsedOutcome[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw invalidArgument('the body must be a JSON object: {"request_id"|"key": ..., "outcome": ..., "value": ...} or {"outcomes": [...]}');
-  }
-  const obj = parsed as Record<string, unknown>;
+  const obj = parseJsonObjectBody(body, 'the body must be a JSON object: {"request_id"|"key": ..., "outcome": ..., "value": ...} or {"outcomes": [...]}');
   if (!('outcomes' in obj)) return [parseOne(obj, 'the body')];
   const list = obj.outcomes;
   if (!Array.isArray(list)) throw invalidArgument("'outcomes' must be an array");

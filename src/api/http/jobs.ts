@@ -5,7 +5,7 @@ import { GatewayError, invalidArgument } from '../../core/errors.js';
 import { RECORD_FORMATS } from '../../jobs/formats/record-format.js';
 import type { BatchJobs, JobRequest } from '../../jobs/job-queue.js';
 import { JOB_STATES, JobFinishedError, type JobState } from '../../jobs/job-view.js';
-import { readBody } from './body.js';
+import { parseJsonObjectBody, readBody } from './body.js';
 import { errorResponse, type HttpEnv } from './context.js';
 import { requireModel } from '../auth/access-control.js';
 
@@ -112,15 +112,7 @@ export function createJobsApp(jobs: BatchJobs | undefined, opts: { readonly maxB
 
 /** The body as a JobRequest, or INVALID_ARGUMENT naming every problem ("input: is required; batch_size: must be an integer"). */
 export function parseJobRequest(body: Buffer): JobRequest {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    throw invalidArgument(`malformed JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw invalidArgument('the body must be a JSON object: {"model", "input", "output", ...}');
-  }
+  const parsed = parseJsonObjectBody(body, 'the body must be a JSON object: {"model", "input", "output", ...}');
   const result = jobRequestSchema.safeParse(parsed);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
