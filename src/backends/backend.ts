@@ -1,4 +1,4 @@
-import type { InferRequest, InferResponse, ModelMetadata } from '../core/inference.js';
+import type { InferRequest, InferResponse, ModelMetadata, V2RestBody } from '../core/inference.js';
 
 export const BACKEND_KINDS = ['triton', 'torchserve', 'tfserving'] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];
@@ -82,6 +82,13 @@ export interface Backend {
    * called through infer(), as one part.
    */
   inferStream?(req: InferRequest, opts: CallOptions): AsyncIterable<InferResponse>;
+  /**
+   * For servers that speak KServe v2 REST themselves (Triton's REST adapter):
+   * one inference whose body goes out exactly as the client sent it, and whose
+   * successful reply comes back exactly as the server wrote it (see
+   * V2RestBody). A non-2xx reply throws as infer() does.
+   */
+  relayV2Rest?(model: string, version: string, body: V2RestBody, opts: CallOptions): Promise<V2RestBody>;
   /** True when the model (version) is loaded and ready; false when found but not ready. */
   modelReady(model: string, version: string, opts: CallOptions): Promise<boolean>;
   modelMetadata(model: string, version: string, opts: CallOptions): Promise<ModelMetadata>;

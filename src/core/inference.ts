@@ -29,6 +29,18 @@ export interface InferResponse {
   readonly outputs: readonly Tensor[];
 }
 
+/**
+ * A KServe v2 REST inference body as bytes: JSON, or JSON followed by binary
+ * tensor data (the binary tensor extension, with the JSON's length in
+ * Inference-Header-Content-Length).
+ */
+export interface V2RestBody {
+  readonly contentType: string;
+  /** The Inference-Header-Content-Length value; absent for an all-JSON body. */
+  readonly headerLength?: number;
+  readonly bytes: Buffer;
+}
+
 export interface TensorMetadata {
   readonly name: string;
   /** A v2 datatype name; kept as a string since servers may report types we do not carry. */

@@ -125,6 +125,10 @@ export class StickySplitter implements ExperimentSplitter, ArmControl {
     return this.byName.size;
   }
 
+  covers(model: string): boolean {
+    return this.byModel.has(model);
+  }
+
   assign(model: string, ctx: RequestContext): ArmAssignment | undefined {
     const e = this.byModel.get(model);
     if (e === undefined) return undefined;

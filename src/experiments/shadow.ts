@@ -187,6 +187,10 @@ export class ShadowMirrorImpl implements ShadowMirror {
     return this.store.stats(model);
   }
 
+  covers(model: string): boolean {
+    return (this.plans.get(model)?.percent ?? 0) > 0;
+  }
+
   mirror(model: string, req: InferRequest, primary: InferResponse, primaryLatencyMs: number, ctx: RequestContext): void {
     try {
       const plan = this.plans.get(model);

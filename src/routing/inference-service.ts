@@ -1,18 +1,19 @@
 import type { CallOptions } from '../backends/backend.js';
 import type { EndpointFilter } from '../backends/cluster.js';
-import { notFound, toGatewayError, unavailable } from '../core/errors.js';
+import { GatewayError, notFound, toGatewayError, unavailable } from '../core/errors.js';
 import type {
   InferRequest,
   InferResponse,
   ModelIndexEntry,
   ModelMetadata,
   ServerMetadata,
+  V2RestBody,
 } from '../core/inference.js';
 import type { ModelHealthMonitor } from './model-health.js';
 import type { ExperimentSplitter, ShadowMirror } from './traffic-hooks.js';
 import type { ModelRoute, ModelRouter, RouteTarget } from './model-router.js';
 import { execute, type LeafCall, type RouteState } from './route-executor.js';
-import type { LeafNode, LeafServing } from './route-tree.js';
+import type { LeafNode, LeafServing, RouteInput } from './route-tree.js';
 import { callLeaf, callOptions } from './leaf-call.js';
 import { cacheKey } from '../cache/key.js';
 import type { CacheMode, CacheOutcome, ResponseCache } from '../cache/response-cache.js';
@@ -167,16 +168,34 @@ export class InferenceService {
   }
 
   /**
+   * A v2 REST inference relayed as bytes: the client's body goes to the
+   * backend as it is and the backend's answer comes back as it is, through the
+   * same routing tree, breakers, retries and deadline as infer(), with no
+   * decoding or re-encoding of tensors. Only for models whose every leaf can
+   * take it (ModelRoute.relayable) and that no experiment or shadow of the
+   * current config covers (those need the decoded request); otherwise
+   * undefined, and the caller decodes the body and calls infer(). The backend
+   * checks the body, and its refusal is answered as infer() would (its
+   * message, the status its code maps to).
+   */
+  relay(req: V2RestRelay, ctx: RequestContext, target: RouteTarget): Promise<V2RestBody> | undefined {
+    const { route } = target;
+    const runtime = this.runtime;
+    if (!route.relayable || runtime.experiments?.covers(route.name) === true || runtime.shadows?.covers(route.name) === true) return undefined;
+    return this.routed(runtime, route, req, ctx, relayAt, performance.now());
+  }
+
+  /**
    * Runs a leaf call through the model's routing tree, or through its
    * experiment's arm when one is running (the arm's tree of its own), and
    * records the arm's outcome; ctx.onServed hears the leaf that answered.
    */
-  private async routed<T>(
+  private async routed<T, R extends RouteInput>(
     runtime: Runtime,
     route: ModelRoute,
-    req: InferRequest,
+    req: R,
     ctx: RequestContext,
-    call: LeafCall<T, InferRequest, RequestContext, Run>,
+    call: LeafCall<T, R, RequestContext, Run>,
     started: number,
   ): Promise<T> {
     const run: Run = { leaf: undefined, attempts: 0, health: runtime.health, cache: this.cache };
@@ -328,6 +347,24 @@ function knownHealth(leaf: LeafNode, health: ModelHealthMonitor | undefined): En
   }
   return known.unreadyEndpoints.size > 0 ? known.unreadyEndpoints : undefined;
 }
+
+/** A v2 REST inference to relay: the public model, the version the client asked for ('' = none), and its body. */
+export interface V2RestRelay {
+  readonly model: string;
+  readonly version: string;
+  readonly body: V2RestBody;
+}
+
+/** One relayed inference on one leaf (the executor's LeafCall for relay()); its model is relayable, so every leaf is. */
+const relayAt = (leaf: LeafNode, req: V2RestRelay, ctx: RequestContext, run: Run): Promise<V2RestBody> => {
+  const skip = knownHealth(leaf, run.health);
+  const version = versionAt(leaf, req.version);
+  return leaf.backend.call((endpoint) => {
+    run.attempts++;
+    if (endpoint.relayV2Rest === undefined) throw new GatewayError('INTERNAL', `backend '${leaf.backend.name}' cannot relay v2 REST bodies`);
+    return endpoint.relayV2Rest(leaf.backendModel, version, req.body, callOptions(leaf, ctx));
+  }, ctx, skip);
+};
 
 /** The version to ask a leaf's backend for: the pinned one, or the client's (a pinned leaf refuses another). */
 function versionAt(leaf: LeafNode, requested: string): string {

@@ -47,6 +47,12 @@ export interface ModelRoute {
   readonly tree: RouteNode;
   /** The model's cache, coalescing and batching at this leaf; absent when it uses none. */
   readonly serving?: LeafServing;
+  /**
+   * True when v2 REST bodies of this model may be relayed as they are (InferenceService.relay): every leaf of its
+   * tree is a server that speaks v2 REST itself, under the public model's own name, with no cache, coalescing or
+   * batching, and no match rule reads request parameters. The same for every leaf of one model.
+   */
+  readonly relayable: boolean;
 }
 
 /** A model's serving options compiled for one leaf. */
@@ -143,6 +149,8 @@ interface CompileScope {
   readonly regexes: Map<string, RegExp>;
   readonly leaves: LeafNode[];
   readonly observers?: ServingObservers;
+  /** Set when a match rule of the tree reads request parameters (a relayed body is never decoded). */
+  readsParameters: boolean;
 }
 
 /**
@@ -165,12 +173,14 @@ export function compileModels(
       clusters,
       regexes,
       leaves: [],
+      readsParameters: false,
       ...(node.serving !== undefined ? { serving: node.serving } : {}),
       ...(observers !== undefined ? { observers } : {}),
     };
     const tree = compileNode(node, `models.${name}`, {}, scope, []);
+    const relayable = !scope.readsParameters && scope.leaves.every(relaysAt);
     // Each leaf is a ModelRoute of this model: it names the tree it belongs to.
-    for (const leaf of scope.leaves) (leaf as { tree: RouteNode }).tree = tree;
+    for (const leaf of scope.leaves) Object.assign(leaf as { tree: RouteNode; relayable: boolean }, { tree, relayable });
     out.set(name, { name, tree, primary: primaryLeaf(tree), leaves: scope.leaves, versions: pinnedVersions(scope.leaves) });
   }
   return out;
@@ -196,6 +206,7 @@ export function compileTree(
     clusters,
     regexes: new Map(),
     leaves: [],
+    readsParameters: false,
     ...(serving !== undefined ? { serving } : {}),
     ...(observers !== undefined ? { observers } : {}),
   };
@@ -235,6 +246,7 @@ function compileNode(config: RouteNodeConfig, path: string, inherited: RouteSett
     const children = config.fallback.map((c, i) => compileNode(c, `${path}.fallback.${i}`, settings, scope, via));
     return { kind: 'fallback', children, movesOn: fallbackPredicate(config.fallback_on), primary: primaryLeaf(children[0]!) };
   }
+  if (config.match.some((rule) => rule.when.some((c) => c.on === 'parameter'))) scope.readsParameters = true;
   const rules = config.match.map((rule, i) => ({
     test: compileConditions(rule.when, scope.regexes),
     child: compileNode(rule, `${path}.match.${i}`, settings, scope, via),
@@ -261,6 +273,8 @@ function compileLeaf(config: LeafConfig, path: string, settings: RouteSettings, 
     timeoutMs: Math.min(settings.timeout_ms ?? Infinity, backend.timeoutMs),
     // Set to the model's root once the whole tree is built (compileModels).
     tree: undefined as unknown as RouteNode,
+    // Decided for the whole model once its tree is built (compileModels); never for an experiment arm's tree.
+    relayable: false,
   };
   if (scope.serving !== undefined) (leaf as { serving?: LeafServing }).serving = compileServing(leaf, scope.serving, scope.observers);
   scope.leaves.push(leaf);
@@ -289,6 +303,11 @@ function compileServing(leaf: LeafNode, serving: ModelServingConfig, observers: 
     scope: `${leaf.backend.name}\u0000${leaf.backendModel}\u0000${JSON.stringify(leaf.options)}`,
     ...(batcher !== undefined ? { batcher } : {}),
   };
+}
+
+/** A leaf a v2 REST body can go to as it is: its server speaks v2 REST, the model has its public name there, and nothing decodes the request on the way. */
+function relaysAt(leaf: LeafNode): boolean {
+  return leaf.serving === undefined && leaf.backendModel === leaf.name && leaf.backend.cluster.endpoints.every((e) => e.relayV2Rest !== undefined);
 }
 
 function pinnedVersions(leaves: readonly LeafNode[]): ReadonlySet<string> | undefined {

@@ -19,6 +19,8 @@ export interface ArmAssignment {
 export interface ExperimentSplitter {
   /** The arm a request of public model `model` runs on, or undefined when no running experiment covers it. */
   assign(model: string, ctx: RequestContext): ArmAssignment | undefined;
+  /** True when an experiment of this config covers public model `model` (whatever its state). */
+  covers(model: string): boolean;
   /** The finished request of an arm, for its results and its guard. Must not throw. */
   record(assignment: ArmAssignment, observation: ArmObservation): void;
 }
@@ -30,4 +32,6 @@ export interface ShadowMirror {
    * throws, never delays or fails the client's request.
    */
   mirror(model: string, req: InferRequest, primary: InferResponse, primaryLatencyMs: number, ctx: RequestContext): void;
+  /** True when this config copies some of public model `model`'s requests. */
+  covers(model: string): boolean;
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { V2RestBody } from '../../core/inference.js';
 import { invalidArgument, toGatewayError, type GatewayError } from '../../core/errors.js';
 import type { CacheMode, CacheOutcome } from '../../cache/response-cache.js';
 import type { InferenceTimer } from '../../observability/inference-metrics.js';
@@ -113,6 +114,18 @@ async function serve(service: InferenceService, opts: HttpApiOptions, req: Incom
     ctx.start(opts.requestTimeoutMs);
     const body = await readBody(req, opts.maxBodyBytes);
     const headerLength = parseHeaderLength(single(headers[HEADER_LENGTH]), body.length);
+    const relayed = service.relay({ model: path.model, version: path.version, body: relayBody(headers, headerLength, body) }, ctx, target);
+    if (relayed !== undefined) {
+      const reply = await relayed;
+      const out = ctx.answerHeaders(opts);
+      out['content-type'] = reply.contentType;
+      if (reply.headerLength !== undefined) out[HEADER_LENGTH] = String(reply.headerLength);
+      out['content-length'] = reply.bytes.length;
+      ctx.timer?.end();
+      res.writeHead(200, out);
+      res.end(reply.bytes);
+      return;
+    }
     const { request, outputEncoding } = decodeInferRequest(body, headerLength, path.model, path.version);
     const response = await service.infer(request, ctx, target);
     const encoded = encodeInferResponse(response, outputEncoding);
@@ -145,6 +158,12 @@ function writeChunks(res: ServerResponse, chunks: readonly Uint8Array[], byteLen
     for (const chunk of chunks) res.write(chunk);
     res.end();
   }
+}
+
+/** The client's body for relaying, with its content type (or the one its form implies). */
+function relayBody(headers: IncomingHttpHeaders, headerLength: number | undefined, bytes: Buffer): V2RestBody {
+  const contentType = headers['content-type'] ?? (headerLength !== undefined ? 'application/octet-stream' : 'application/json');
+  return headerLength !== undefined ? { contentType, headerLength, bytes } : { contentType, bytes };
 }
 
 function isDotSegment(segment: string): boolean {

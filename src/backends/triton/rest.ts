@@ -1,4 +1,4 @@
-import type { InferRequest, InferResponse, ModelMetadata } from '../../core/inference.js';
+import type { InferRequest, InferResponse, ModelMetadata, V2RestBody } from '../../core/inference.js';
 import {
   BINARY_OUTPUTS,
   decodeErrorMessage,
@@ -41,6 +41,21 @@ export class TritonRestBackend implements Backend {
     return this.http.decodeReply('inference response', () =>
       decodeInferResponse(reply.body, parseHeaderLength(header(reply, HEADER_LENGTH), reply.body.length)),
     );
+  }
+
+  /** Triton speaks v2 REST: the client's body goes as it is, and Triton's answer comes back as it is. */
+  async relayV2Rest(model: string, version: string, body: V2RestBody, opts: CallOptions): Promise<V2RestBody> {
+    const headers: Record<string, string> = { 'content-type': body.contentType };
+    if (body.headerLength !== undefined) headers[HEADER_LENGTH] = String(body.headerLength);
+    const send = { headers, body: { chunks: [body.bytes], byteLength: body.bytes.length } };
+    const reply = await this.http.request('POST', modelPath(model, version, '/infer'), opts, send);
+    if (!isOk(reply.status)) throw tritonError(reply);
+    const headerLength = this.http.decodeReply('inference response', () => parseHeaderLength(header(reply, HEADER_LENGTH), reply.body.length));
+    return {
+      contentType: header(reply, 'content-type') ?? 'application/json',
+      ...(headerLength !== undefined ? { headerLength } : {}),
+      bytes: reply.body,
+    };
   }
 
   async modelReady(model: string, version: string, opts: CallOptions): Promise<boolean> {
