@@ -21,7 +21,8 @@ import { v2Client, grpc } from '../test/helpers/grpc-client.js';
  *
  * Loads: REST JSON and REST binary tensors, small (a 1x4 FP32 tensor) and large (1 MiB: a 1x262144 FP32 tensor
  * through the identity model), with wrk (HTTP/1.1); gRPC ModelInfer with h2load (its grpc-status is checked once
- * with grpc-js, since h2load sees only the HTTP status). Extra Infergate rows: a cache hit (a model with `cache:`, the
+ * with grpc-js, since h2load sees only the HTTP status). (d)'s REST models have `relay: true` (bodies go to Triton as
+ * the client's bytes). Extra Infergate rows: the same model decoded and re-encoded (no relay), a cache hit (a model with `cache:`, the
  * same input again) and the dynamic batcher (a model with `batching:`). Then every path at one fixed rate, half of
  * (d)'s REST JSON peak (h2load --h1 --rps), for the latency added under a steady load.
  *
@@ -444,8 +445,9 @@ backends:
   triton: { kind: triton, protocol: rest, endpoints: ["${rest}"], max_connections: 64 }
   triton-grpc: { kind: triton, protocol: grpc, endpoints: ["${grpcEndpoint}"] }
 models:
-  linear: { backend: triton }
-  identity_fp32: { backend: triton }
+  linear: { backend: triton, relay: true }
+  identity_fp32: { backend: triton, relay: true }
+  linear-decoded: { backend: triton, model: linear }
   linear-grpc: { backend: triton-grpc, model: linear }
   linear-cached: { backend: triton, model: linear, cache: { ttl_ms: 600000 } }
   linear-batched: { backend: triton, model: linear, batching: { max_batch_size: 32, max_queue_delay_ms: 1 } }
@@ -602,6 +604,7 @@ export async function run(): Promise<CompareResult> {
       }
       // The cache-hit and batching paths: REST JSON small through models with `cache:` and `batching:`.
       for (const [path, model] of [
+        ['(d) Infergate, decoded (no relay)', 'linear-decoded'],
         ['(d) Infergate, cache hit', 'linear-cached'],
         ['(d) Infergate, dynamic batching', 'linear-batched'],
       ] as const) {

@@ -85,7 +85,7 @@ auth:
 backends:
   triton: { kind: triton, protocol: rest, endpoints: ["${backendHttp}"], max_connections: 64 }
 models:
-  linear: { backend: triton }
+  linear: { backend: triton, relay: true }
 `;
 }
 

@@ -183,10 +183,22 @@ export class RuntimeSwitcher implements RuntimeApplier {
         logger: this.opts.logger,
         ...(this.opts.shadowReporter !== undefined ? { reporter: this.opts.shadowReporter } : {}),
       });
+      this.explainRelays(config, router, shadows, experiments);
       return { clusters, created, router, health, shadows, experiments };
     } catch (err) {
       void closeAll(created);
       throw err;
+    }
+  }
+
+  /** Warns of each model whose `relay: true` does not apply, so an operator learns why its requests are decoded. */
+  private explainRelays(config: GatewayConfig, router: ModelRouter, shadows: ShadowMirrorImpl | undefined, experiments: StickySplitter | undefined): void {
+    const log = this.opts.logger;
+    for (const { model, reason } of router.relayRefusals()) log.warn({ model, reason }, 'relay: true does not apply to this model; its requests are decoded');
+    for (const [model, entry] of Object.entries(config.models)) {
+      if (entry.serving?.relay !== true) continue;
+      if (shadows?.covers(model) === true) log.warn({ model, reason: 'its shadow traffic needs the request decoded' }, 'relay: true does not apply to this model; its requests are decoded');
+      else if (experiments?.covers(model) === true) log.warn({ model, reason: 'its experiment needs the request decoded' }, 'relay: true does not apply to this model; its requests are decoded');
     }
   }
 

@@ -10,11 +10,15 @@ import type { RouteProblem } from './route-schema.js';
  *       cache: { ttl_ms: 60000, max_entry_bytes: 1048576 }   # answers kept and served again (HIT)
  *       coalesce: true                                         # identical concurrent requests share one call
  *       batching: { max_batch_size: 32, max_queue_delay_ms: 2, max_queue_size: 1024 }
+ *     scorer:
+ *       backend: triton
+ *       relay: true        # v2 REST bodies go to Triton as the client's bytes (InferenceService.relay)
  *
- * They apply at every leaf of the model's tree (and of its experiment arms).
+ * They apply at every leaf of the model's tree (and of its experiment arms). `relay` needs the request as bytes,
+ * so it cannot be combined with the three others, which need it decoded.
  */
 
-export const SERVING_KEYS = ['cache', 'coalesce', 'batching'] as const;
+export const SERVING_KEYS = ['cache', 'coalesce', 'batching', 'relay'] as const;
 
 const cacheSchema = z.strictObject({
   enabled: z.boolean().default(true),
@@ -37,6 +41,7 @@ const servingSchema = z.strictObject({
   cache: cacheSchema.optional(),
   coalesce: z.boolean().optional(),
   batching: batchingSchema.optional(),
+  relay: z.boolean().optional(),
 });
 
 export interface ModelServingConfig {
@@ -44,6 +49,8 @@ export interface ModelServingConfig {
   /** Identical concurrent requests share one backend call (default: on when the cache is). */
   readonly coalesce: boolean;
   readonly batching?: { readonly max_batch_size: number; readonly max_queue_delay_ms: number; readonly max_queue_size: number };
+  /** v2 REST inference bodies are relayed as bytes where the model's routes allow it (see ModelRoute.relayable). */
+  readonly relay?: true;
 }
 
 /** A model entry split into its routing node and its serving keys (an empty object when it has none). */
@@ -65,11 +72,21 @@ export function parseServing(raw: Record<string, unknown>, path: readonly (strin
     }
     return undefined;
   }
-  const { cache, coalesce, batching } = parsed.data;
+  const { cache, coalesce, batching, relay } = parsed.data;
   const cached = cache !== undefined && cache.enabled ? { ttl_ms: cache.ttl_ms, max_entry_bytes: cache.max_entry_bytes } : undefined;
+  const coalesced = coalesce ?? cached !== undefined;
+  if (relay === true && (cached !== undefined || coalesced || batching !== undefined)) {
+    const others = [cached !== undefined ? 'cache' : '', coalesced ? 'coalesce' : '', batching !== undefined ? 'batching' : ''].filter((k) => k !== '');
+    problems.push({
+      path: [...path, 'relay'],
+      message: `relay sends the client's bytes as they are, and ${others.join(', ')} need${others.length === 1 ? 's' : ''} the request decoded: use one or the other`,
+    });
+    return undefined;
+  }
   return {
     ...(cached !== undefined ? { cache: cached } : {}),
-    coalesce: coalesce ?? cached !== undefined,
+    coalesce: coalesced,
     ...(batching !== undefined ? { batching } : {}),
+    ...(relay === true ? { relay } : {}),
   };
 }

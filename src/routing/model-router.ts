@@ -71,6 +71,11 @@ export class ModelRouter {
     for (const model of this.models.values()) yield* model.leaves;
   }
 
+  /** Each model whose `relay: true` cannot apply, with the reason (logged at config load). */
+  *relayRefusals(): IterableIterator<{ readonly model: string; readonly reason: string }> {
+    for (const model of this.models.values()) if (model.relayRefused !== undefined) yield { model: model.name, reason: model.relayRefused };
+  }
+
   /** A model's compiled tree and leaves, or undefined. */
   model(name: string): CompiledModel | undefined {
     return this.models.get(name);

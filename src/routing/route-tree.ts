@@ -48,9 +48,9 @@ export interface ModelRoute {
   /** The model's cache, coalescing and batching at this leaf; absent when it uses none. */
   readonly serving?: LeafServing;
   /**
-   * True when v2 REST bodies of this model may be relayed as they are (InferenceService.relay): every leaf of its
-   * tree is a server that speaks v2 REST itself, under the public model's own name, with no cache, coalescing or
-   * batching, and no match rule reads request parameters. The same for every leaf of one model.
+   * True when v2 REST bodies of this model are relayed as they are (InferenceService.relay): its config asks for it
+   * (`relay: true`), every leaf of its tree is a server that speaks v2 REST itself, under the public model's own
+   * name, and no match rule reads request parameters. The same for every leaf of one model.
    */
   readonly relayable: boolean;
 }
@@ -130,6 +130,8 @@ export interface CompiledModel {
   readonly leaves: readonly LeafNode[];
   /** When every leaf pins a version: those versions (a client asking another is NOT_FOUND); else undefined. */
   readonly versions: ReadonlySet<string> | undefined;
+  /** Why the model's `relay: true` cannot apply (its requests are decoded instead); undefined when it does or was not asked. */
+  readonly relayRefused?: string;
 }
 
 /** The leaf that speaks for a node where one target must: metadata, readiness, the model index. */
@@ -178,10 +180,18 @@ export function compileModels(
       ...(observers !== undefined ? { observers } : {}),
     };
     const tree = compileNode(node, `models.${name}`, {}, scope, []);
-    const relayable = !scope.readsParameters && scope.leaves.every(relaysAt);
+    const relayRefused = node.serving?.relay === true ? relayBlocker(scope) : undefined;
+    const relayable = node.serving?.relay === true && relayRefused === undefined;
     // Each leaf is a ModelRoute of this model: it names the tree it belongs to.
     for (const leaf of scope.leaves) Object.assign(leaf as { tree: RouteNode; relayable: boolean }, { tree, relayable });
-    out.set(name, { name, tree, primary: primaryLeaf(tree), leaves: scope.leaves, versions: pinnedVersions(scope.leaves) });
+    out.set(name, {
+      name,
+      tree,
+      primary: primaryLeaf(tree),
+      leaves: scope.leaves,
+      versions: pinnedVersions(scope.leaves),
+      ...(relayRefused !== undefined ? { relayRefused } : {}),
+    });
   }
   return out;
 }
@@ -305,9 +315,19 @@ function compileServing(leaf: LeafNode, serving: ModelServingConfig, observers: 
   };
 }
 
-/** A leaf a v2 REST body can go to as it is: its server speaks v2 REST, the model has its public name there, and nothing decodes the request on the way. */
-function relaysAt(leaf: LeafNode): boolean {
-  return leaf.serving === undefined && leaf.backendModel === leaf.name && leaf.backend.cluster.endpoints.every((e) => e.relayV2Rest !== undefined);
+/** Why a model's tree cannot take v2 REST bodies as bytes, or undefined when it can (its serving options were checked with the config). */
+function relayBlocker(scope: CompileScope): string | undefined {
+  if (scope.readsParameters) return 'a match rule reads request parameters, which needs the request decoded';
+  for (const leaf of scope.leaves) {
+    const { cluster } = leaf.backend;
+    if (!cluster.endpoints.every((e) => e.relayV2Rest !== undefined)) {
+      return `leaf '${leaf.id}' is on backend '${cluster.name}' (${cluster.kind} over ${cluster.protocol}); only Triton over REST takes v2 REST bodies as they are`;
+    }
+    if (leaf.backendModel !== leaf.name) {
+      return `leaf '${leaf.id}' calls model '${leaf.backendModel}' on its backend, and a relayed answer would carry that name`;
+    }
+  }
+  return undefined;
 }
 
 function pinnedVersions(leaves: readonly LeafNode[]): ReadonlySet<string> | undefined {

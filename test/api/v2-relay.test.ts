@@ -1,10 +1,11 @@
+import { Writable } from 'node:stream';
 import { Pool } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTritonReference, type TritonReference } from '../../reference/triton/index.js';
 import { TritonRestBackend } from '../../src/backends/triton/rest.js';
-import { validateConfig } from '../../src/config/load.js';
+import { ConfigError, validateConfig } from '../../src/config/load.js';
 import { startGateway, type RunningGateway } from '../../src/gateway.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { call, postBinary, splitBinaryReply, type HttpReply } from '../helpers/http.js';
 
 /**
@@ -23,9 +24,19 @@ let direct: Pool;
 
 const LINEAR = JSON.stringify({ id: 'req-7', inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
 
+/** What the gateway logged while loading its config (warnings about models that cannot relay). */
+const logged: string[] = [];
+
 beforeAll(async () => {
   triton = await startTritonReference({ host: '127.0.0.1' });
   const rest = { backend: 'rest' };
+  const relayed = { backend: 'rest', relay: true };
+  const logSink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logged.push(chunk.toString('utf8'));
+      done();
+    },
+  });
   gateway = await startGateway(
     validateConfig({
       server: { http: { host: '127.0.0.1', port: 0 }, grpc: { host: '127.0.0.1', port: 0 }, request_timeout_ms: 5000, log_level: 'silent' },
@@ -39,22 +50,24 @@ beforeAll(async () => {
       targets: { mirror: rest },
       models: {
         // Relayed.
-        linear: rest,
-        identity_fp32: { fallback: [{ backend: 'nowhere-rest' }, rest], fallback_on: ['connect_failure', 'unavailable'] },
-        identity_int16: { match: [{ when: { header: 'x-tenant', equals: 'acme' }, ...rest }], default: rest },
-        // Decoded: a cache, a gRPC leaf, a rule on parameters, a shadow, an experiment, another name on the backend.
+        linear: relayed,
+        identity_fp32: { fallback: [{ backend: 'nowhere-rest' }, rest], fallback_on: ['connect_failure', 'unavailable'], relay: true },
+        identity_int16: { match: [{ when: { header: 'x-tenant', equals: 'acme' }, ...rest }], default: rest, relay: true },
+        // Decoded: not asked for; a cache; asked for but with a gRPC leaf, a rule on parameters, a shadow, an
+        // experiment, another name on the backend.
+        identity_int8: rest,
         identity_int32: { ...rest, cache: { ttl_ms: 60_000 } },
-        identity_int64: { fallback: [{ backend: 'nowhere-rest' }, { backend: 'grpc' }], fallback_on: ['connect_failure', 'unavailable'] },
-        simple: { match: [{ when: { parameter: 'tier', equals: 'gold' }, ...rest }], default: rest },
-        identity_uint8: { ...rest, shadow: { percent: 100, target: 'mirror' } },
-        identity_uint16: rest,
-        renamed: { backend: 'rest', model: 'identity_bool' },
+        identity_int64: { fallback: [{ backend: 'nowhere-rest' }, { backend: 'grpc' }], fallback_on: ['connect_failure', 'unavailable'], relay: true },
+        simple: { match: [{ when: { parameter: 'tier', equals: 'gold' }, ...rest }], default: rest, relay: true },
+        identity_uint8: { ...relayed, shadow: { percent: 100, target: 'mirror' } },
+        identity_uint16: relayed,
+        renamed: { backend: 'rest', model: 'identity_bool', relay: true },
       },
       experiments: {
         'uint16-ab': { model: 'identity_uint16', key: { header: 'x-user' }, control: 'a', arms: { a: { weight: 50, ...rest }, b: { weight: 50, ...rest } } },
       },
     }),
-    silentLogger,
+    createLogger('warn', logSink),
   );
   viaGateway = new Pool(`http://127.0.0.1:${gateway.httpPort}`, { connections: 4 });
   direct = new Pool(`http://${triton.httpEndpoint}`, { connections: 4 });
@@ -165,6 +178,7 @@ describe('v2 REST relay', () => {
   });
 
   it.each([
+    ['no relay: true', 'identity_int8', identity('INT8', [1, -2]), {}],
     ['a response cache', 'identity_int32', identity('INT32', [1, 2]), {}],
     ['a gRPC leaf in its tree', 'identity_int64', identity('INT64', [1, 2]), {}],
     ['a rule on request parameters', 'simple', JSON.stringify({ parameters: { tier: 'gold' }, inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(1) }, { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: Array(16).fill(2) }] }), {}],
@@ -179,13 +193,14 @@ describe('v2 REST relay', () => {
     expect(s.relay).not.toHaveBeenCalled();
   });
 
-  it('marks routes relayable when the config is compiled, not per request', () => {
+  it('marks routes relayable when the config is compiled, not per request, and says why a relay: true does not apply', () => {
     const router = gateway.service.currentRuntime.router;
     const relayable = Object.fromEntries([...router.list()].map((r) => [r.name, r.relayable]));
     expect(relayable).toEqual({
       linear: true,
       identity_fp32: true,
       identity_int16: true,
+      identity_int8: false,
       identity_int32: false,
       identity_int64: false,
       simple: false,
@@ -194,5 +209,23 @@ describe('v2 REST relay', () => {
       identity_uint16: true,
       renamed: false,
     });
+    const warnings = logged.map((line) => JSON.parse(line) as { model: string; reason: string; msg: string });
+    const reasons = Object.fromEntries(warnings.filter((w) => w.msg.startsWith('relay: true does not apply')).map((w) => [w.model, w.reason]));
+    expect(Object.keys(reasons).sort()).toEqual(['identity_int64', 'identity_uint16', 'identity_uint8', 'renamed', 'simple']);
+    expect(reasons['identity_int64']).toMatch(/backend 'grpc' \(triton over grpc\)/);
+    expect(reasons['simple']).toMatch(/reads request parameters/);
+    expect(reasons['identity_uint8']).toMatch(/shadow/);
+    expect(reasons['identity_uint16']).toMatch(/experiment/);
+    expect(reasons['renamed']).toMatch(/calls model 'identity_bool'/);
+  });
+
+  it('refuses relay: true beside cache, coalesce or batching in the config, naming the key', () => {
+    const backends = { rest: { kind: 'triton', protocol: 'rest', endpoints: ['127.0.0.1:8000'] } };
+    for (const extra of [{ cache: { ttl_ms: 1000 } }, { coalesce: true }, { batching: { max_batch_size: 4 } }]) {
+      const attempt = () => validateConfig({ backends, models: { m: { backend: 'rest', relay: true, ...extra } } });
+      expect(attempt).toThrow(ConfigError);
+      expect(attempt).toThrow(/models\.m\.relay: relay sends the client's bytes as they are, and (cache, coalesce|coalesce|batching) need/);
+    }
+    expect(validateConfig({ backends, models: { m: { backend: 'rest', relay: true } } }).models['m']!.serving).toEqual({ coalesce: false, relay: true });
   });
 });
