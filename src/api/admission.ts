@@ -1,4 +1,5 @@
 import { GatewayError } from '../core/errors.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /**
  * Requests in flight across both listeners: the gateway-wide load limit, and
@@ -84,32 +85,73 @@ export class RequestAdmission {
   }
 }
 
-/** One admitted request: its abort signal, and end() when its response is done (either way). */
-export class RequestTicket {
-  private readonly controller = new AbortController();
+/**
+ * One admitted request: its abort signal (the ticket itself, a CancelSignal
+ * with a plain listener list rather than an AbortController: the hot path
+ * makes one per request), and end() when its response is done (either way).
+ */
+export class RequestTicket implements CancelSignal {
   private ended = false;
+  private abortReason: GatewayError | undefined;
+  /** Listeners of 'abort'; a request has a few at most (its backend call, a queue wait). */
+  private listeners: (() => void)[] | undefined;
 
   constructor(private readonly owner: RequestAdmission) {}
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  get signal(): CancelSignal {
+    return this;
+  }
+
+  get aborted(): boolean {
+    return this.abortReason !== undefined;
+  }
+
+  get reason(): GatewayError | undefined {
+    return this.abortReason;
+  }
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    // As with an AbortSignal, a listener added once aborted never runs.
+    if (this.abortReason === undefined) (this.listeners ??= []).push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const listeners = this.listeners;
+    if (listeners === undefined) return;
+    const i = listeners.lastIndexOf(listener);
+    if (i >= 0) listeners.splice(i, 1);
   }
 
   /** Stops the request's backend work; its handler answers with `reason`. */
   abort(reason: GatewayError): void {
-    if (!this.ended && !this.controller.signal.aborted) this.controller.abort(reason);
+    if (this.ended || this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    const listeners = this.listeners;
+    this.listeners = undefined;
+    if (listeners === undefined) return;
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch (err) {
+        // As EventTarget does: one listener's failure does not keep the others from running, and is reported.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
   }
 
   /** The client went away before its answer. */
   cancel(): void {
     // gRPC reports a cancel for calls already answered too: no error (and its stack) is made for those.
-    if (this.ended || this.controller.signal.aborted) return;
+    if (this.ended || this.abortReason !== undefined) return;
     this.abort(new GatewayError('CANCELLED', 'the client closed the connection before the answer'));
   }
 
   end(): void {
     if (this.ended) return;
     this.ended = true;
+    this.listeners = undefined;
     this.owner.release(this);
   }
 }

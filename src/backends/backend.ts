@@ -1,4 +1,5 @@
 import type { InferRequest, InferResponse, ModelMetadata, V2RestBody } from '../core/inference.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 export const BACKEND_KINDS = ['triton', 'torchserve', 'tfserving'] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];
@@ -11,7 +12,7 @@ export interface CallOptions {
   /** Absolute deadline (ms since the epoch, as Date.now()); the call fails with DEADLINE_EXCEEDED past it. */
   readonly deadline: number;
   /** Aborts the call when the client goes away. */
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
   /** The gateway's request id, sent on to the backend for correlation. */
   readonly requestId?: string;
   /** W3C traceparent of this call (the request's trace, a span of its own), sent as a header or gRPC metadata. */

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { abortedError, GatewayError, codeFromGrpcStatus, unavailable } from '../core/errors.js';
 import type { BackendKind, CallOptions } from './backend.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /**
  * One gRPC backend endpoint: a channel created once and every call
@@ -154,7 +155,7 @@ export class GrpcEndpoint {
     this.client.close();
   }
 
-  private toGatewayError(err: grpc.ServiceError, sawHeaders: boolean, signal: AbortSignal | undefined): GatewayError {
+  private toGatewayError(err: grpc.ServiceError, sawHeaders: boolean, signal: CancelSignal | undefined): GatewayError {
     const aborted = signal?.aborted === true;
     if (aborted && err.code === grpc.status.CANCELLED) return this.cancelled(err, signal);
     if (err.code === grpc.status.DEADLINE_EXCEEDED) {
@@ -174,7 +175,7 @@ export class GrpcEndpoint {
   }
 
   /** The caller's reason when it gives one (a shutdown answers UNAVAILABLE), else CANCELLED. */
-  private cancelled(cause?: unknown, signal?: AbortSignal): GatewayError {
+  private cancelled(cause?: unknown, signal?: CancelSignal): GatewayError {
     return abortedError(signal, `call to backend ${this.kind} ${this.endpoint} was cancelled`, cause);
   }
 }

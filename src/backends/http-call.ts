@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { abortedError, GatewayError, codeFromHttpStatus, unavailable } from '../core/errors.js';
 import type { BackendKind, CallOptions } from './backend.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /**
  * One HTTP backend endpoint: a keep-alive undici Pool plus what every REST
@@ -182,7 +183,7 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
   private chunks: Buffer[] = [];
   private size = 0;
   private readonly timer: NodeJS.Timeout | undefined;
-  private readonly callerSignal: AbortSignal | undefined;
+  private readonly callerSignal: CancelSignal | undefined;
   private readonly onCallerAbort = (): void => {
     // The caller's reason when it gives one (a shutdown answers UNAVAILABLE), else CANCELLED.
     this.abort(abortedError(this.callerSignal, `call to backend ${this.kind} ${this.endpoint} was cancelled`));
@@ -275,7 +276,7 @@ class ReplyCollector implements Dispatcher.DispatchHandler {
 class CallAbort {
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout | undefined;
-  private readonly callerSignal: AbortSignal | undefined;
+  private readonly callerSignal: CancelSignal | undefined;
   private readonly onCallerAbort = (): void => {
     // The caller's reason when it gives one (a shutdown answers UNAVAILABLE), else CANCELLED.
     this.controller.abort(abortedError(this.callerSignal, `call to ${this.target} was cancelled`));
@@ -301,7 +302,7 @@ class CallAbort {
     }
   }
 
-  get signal(): AbortSignal {
+  get signal(): CancelSignal {
     return this.controller.signal;
   }
 

@@ -8,6 +8,7 @@ import { abortedError, GatewayError, toGatewayError, type ErrorCode } from '../c
 import type { InferRequest, InferResponse } from '../core/inference.js';
 import type { TraceContext } from '../observability/trace-context.js';
 import { batchSignature, concatInputs, rowsOf, splitOutputs } from './tensor-batch.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 export interface BatchingSettings {
   /** Rows (sum of shape[0]) at which a pending batch is sent at once. */
@@ -38,7 +39,7 @@ export interface BatchStats {
 export interface BatchCallContext {
   /** Epoch milliseconds. */
   readonly deadline: number;
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
   /** The request's trace; a merged call carries its first member's. */
   readonly trace?: TraceContext;
 }
@@ -323,7 +324,7 @@ function settle(m: Member, fn: () => void): void {
   fn();
 }
 
-function abortError(signal: AbortSignal): GatewayError {
+function abortError(signal: CancelSignal): GatewayError {
   return abortedError(signal, 'the request was cancelled');
 }
 

@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import { decodeCachedResponse, encodeCachedResponse } from './codec.js';
 import { Singleflight } from './singleflight.js';
 import type { CacheStore, CacheStoreStats } from './store.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 export interface CachePolicy {
   readonly ttlMs: number;
@@ -39,7 +40,7 @@ interface Answer {
 
 interface Wait {
   readonly deadline: number;
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
 }
 
 /** What the fetch in flight for a key will do with a success: stored under `policy` when any participant asked for it. */
@@ -259,6 +260,6 @@ function deadlineError(): GatewayError {
   return new GatewayError('DEADLINE_EXCEEDED', 'deadline exceeded while waiting for the response');
 }
 
-function abortError(signal: AbortSignal): GatewayError {
+function abortError(signal: CancelSignal): GatewayError {
   return abortedError(signal, 'cancelled while waiting for the response');
 }

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'DATA_LOSS'
   | 'INTERNAL'
   | 'UNKNOWN';
+import type { CancelSignal } from './cancel.js';
 
 /** HTTP status for each code (the KServe v2 / Triton mapping, 502/504 for upstream failures). */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
@@ -164,7 +165,7 @@ export function codeFromHttpStatus(status: number): ErrorCode {
  * is a GatewayError (a shutdown aborts with UNAVAILABLE), else CANCELLED with
  * `message` (the client went away).
  */
-export function abortedError(signal: AbortSignal | undefined, message: string, cause?: unknown): GatewayError {
+export function abortedError(signal: CancelSignal | undefined, message: string, cause?: unknown): GatewayError {
   const reason: unknown = signal?.reason;
   if (reason instanceof GatewayError) return reason;
   return new GatewayError('CANCELLED', message, { cause: cause ?? reason });

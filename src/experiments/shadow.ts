@@ -12,6 +12,7 @@ import { execute, type ExecContext, type RouteState } from '../routing/route-exe
 import { compileModels, type LeafNode, type RouteNode } from '../routing/route-tree.js';
 import type { ShadowMirror } from '../routing/traffic-hooks.js';
 import type { ShadowSettings } from './types.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /**
  * Shadow traffic: a sampled share of a model's requests is copied, after the
@@ -266,7 +267,7 @@ export class ShadowMirrorImpl implements ShadowMirror {
 
 interface ShadowContext extends ExecContext {
   readonly deadline: number;
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   readonly requestId?: string;
   /** The client's trace: the copy's calls are spans of it too. */
   readonly trace?: TraceContext;

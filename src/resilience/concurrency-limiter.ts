@@ -5,6 +5,7 @@
  */
 import { abortedError, GatewayError } from '../core/errors.js';
 import type { ConcurrencySettings } from './settings.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /** One slot of the backend's concurrency. release() is idempotent, so finally-blocks and error paths may both call it. */
 export interface Permit {
@@ -49,7 +50,7 @@ interface Waiter {
   readonly resolve: (permit: Permit) => void;
   readonly reject: (err: Error) => void;
   timer: NodeJS.Timeout | undefined;
-  readonly signal: AbortSignal | undefined;
+  readonly signal: CancelSignal | undefined;
   onAbort: (() => void) | undefined;
 }
 
@@ -87,7 +88,7 @@ export class ConcurrencyLimiter {
    * A call whose deadline has passed or whose signal has aborted is refused even when a slot is free: the backend
    * would only spend the slot on an answer nobody will read. `deadline` may be Infinity for none.
    */
-  acquire(deadline: number, signal?: AbortSignal): Permit | Promise<Permit> {
+  acquire(deadline: number, signal?: CancelSignal): Permit | Promise<Permit> {
     if (signal?.aborted === true) return Promise.reject(this.abortError(signal));
     const now = Date.now();
     if (deadline <= now) return Promise.reject(this.deadlineError());
@@ -249,7 +250,7 @@ export class ConcurrencyLimiter {
     return new GatewayError('DEADLINE_EXCEEDED', `deadline passed while waiting for a slot of backend '${this.name}'`);
   }
 
-  private abortError(signal: AbortSignal): GatewayError {
+  private abortError(signal: CancelSignal): GatewayError {
     return abortedError(signal, `cancelled while waiting for a slot of backend '${this.name}'`);
   }
 }

@@ -1,4 +1,5 @@
 import { GatewayError } from '../core/errors.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /**
  * Which failures say something about an endpoint, and which are safe to
@@ -14,7 +15,7 @@ import { GatewayError } from '../core/errors.js';
  * Client mistakes (4xx, INVALID_ARGUMENT, NOT_FOUND...), cancellations and
  * overload answers (429, RESOURCE_EXHAUSTED) do not.
  */
-export function countsAgainstEndpoint(err: unknown, clientDeadline: number | undefined, clientSignal: AbortSignal | undefined): boolean {
+export function countsAgainstEndpoint(err: unknown, clientDeadline: number | undefined, clientSignal: CancelSignal | undefined): boolean {
   if (clientSignal?.aborted === true) return false;
   if (!(err instanceof GatewayError)) return true;
   switch (err.code) {

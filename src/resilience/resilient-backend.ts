@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend, BackendKind, BackendProtocol } from '../backends/backend.js';
 import type { BackendCluster, EndpointFilter, EndpointLease, EndpointState, HealthCheckSettings, PickContext } from '../backends/cluster.js';
 import { abortedError, GatewayError, toGatewayError } from '../core/errors.js';
@@ -8,6 +7,7 @@ import { ConcurrencyLimiter, type LimiterSnapshot, type Permit } from './concurr
 import { countsAgainstEndpoint, isRetryable } from './failure-policy.js';
 import { backoffMs, RetryBudget, type RetryBudgetSnapshot } from './retry.js';
 import { DEFAULT_RESILIENCE, type ResilienceSettings } from './settings.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /** The ejection source circuit breakers use on a BackendCluster. */
 export const BREAKER_EJECTION = 'breaker';
@@ -22,7 +22,7 @@ export interface GuardContext extends PickContext {
    * nothing about the endpoint, so it does not count against its breaker.
    */
   readonly clientDeadline?: number;
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
 }
 
 export interface GuardOptions {
@@ -318,12 +318,19 @@ async function recorded<T>(fn: (endpoint: Backend) => Promise<T>, endpoint: Back
 }
 
 /** Waits before a retry; a client that goes away (or a shutdown) ends the wait with its reason. */
-async function backoff(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  try {
-    await sleep(ms, undefined, signal !== undefined ? { signal } : undefined);
-  } catch (err) {
-    throw abortedError(signal, 'the request was cancelled', err);
-  }
+function backoff(ms: number, signal: CancelSignal | undefined): Promise<void> {
+  if (signal?.aborted === true) return Promise.reject(abortedError(signal, 'the request was cancelled'));
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(abortedError(signal, 'the request was cancelled'));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Clusters under the default policies (tools and tests that build routes without a config). */

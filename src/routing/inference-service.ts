@@ -18,6 +18,7 @@ import { callLeaf, callOptions } from './leaf-call.js';
 import { cacheKey } from '../cache/key.js';
 import type { CacheMode, CacheOutcome, ResponseCache } from '../cache/response-cache.js';
 import type { TraceContext } from '../observability/trace-context.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /** What the API layer passes with each call. */
 export interface RequestContext {
@@ -25,7 +26,7 @@ export interface RequestContext {
   readonly deadline: number;
   /** The deadline the client asked for, when it did (before the server's cap); see GuardContext. */
   readonly clientDeadline?: number;
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
   readonly requestId?: string;
   /** The request's W3C trace (the client's traceparent, or a new one): every backend call is a span of it. */
   readonly trace?: TraceContext;

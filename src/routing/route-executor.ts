@@ -1,5 +1,6 @@
 import { toGatewayError } from '../core/errors.js';
 import { select, type FallbackNode, type LeafNode, type RouteContext, type RouteInput, type RouteNode } from './route-tree.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 /**
  * Runs one request through a compiled routing tree: weighted and match nodes
@@ -21,7 +22,7 @@ export interface RouteState {
 export interface ExecContext extends RouteContext {
   /** Absolute deadline of the whole request (ms since the epoch). */
   readonly deadline: number;
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
 }
 
 /**

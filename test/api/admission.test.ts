@@ -46,6 +46,29 @@ describe('RequestAdmission', () => {
   });
 });
 
+describe("a ticket's signal (a CancelSignal without an AbortController)", () => {
+  it('runs each listener once, in order, when aborted; removed ones and ones added after never run', () => {
+    const t = new RequestAdmission(10).admit();
+    const heard: string[] = [];
+    const a = () => heard.push(`a:${(t.signal.reason as GatewayError).code}`);
+    const b = () => heard.push('b');
+    const c = () => heard.push('c');
+    t.signal.addEventListener('abort', a, { once: true });
+    t.signal.addEventListener('abort', b);
+    t.signal.addEventListener('abort', c);
+    t.signal.removeEventListener('abort', b);
+    t.signal.removeEventListener('abort', () => heard.push('never added'));
+    expect(t.signal.aborted).toBe(false);
+    expect(t.signal.reason).toBeUndefined();
+    t.cancel();
+    t.abort(new GatewayError('UNAVAILABLE', 'later reasons do not replace the first'));
+    t.signal.addEventListener('abort', () => heard.push('too late'));
+    expect(heard).toEqual(['a:CANCELLED', 'c']);
+    expect(t.signal.aborted).toBe(true);
+    expect((t.signal.reason as GatewayError).message).toMatch(/closed the connection/);
+  });
+});
+
 describe('the REST timeout header', () => {
   it('x-infergate-timeout-ms must be a whole number of milliseconds: anything else is a 400 naming the header', async () => {
     const stack = await startStack();

@@ -12,6 +12,7 @@ import type { CacheOutcome } from '../../cache/response-cache.js';
 import { timed, timedContext } from '../timed-context.js';
 import type { AccessControl } from '../auth/access-control.js';
 import { admitGrpcCall } from '../auth/grpc-guard.js';
+import type { CancelSignal } from '../../core/cancel.js';
 
 export interface GrpcApiOptions {
   readonly maxMessageBytes: number;
@@ -32,7 +33,7 @@ const RETRY_PUSHBACK = 'grpc-retry-pushback-ms';
 export type IncomingCall = { readonly metadata: grpc.Metadata; getDeadline(): grpc.Deadline };
 
 /** The request's context; with `trailer`, where an inference was served goes into it (see api/served.ts). */
-export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: grpc.Metadata, signal?: AbortSignal): RequestContext {
+export function callContext(call: IncomingCall, opts: GrpcApiOptions, trailer?: grpc.Metadata, signal?: CancelSignal): RequestContext {
   const clientDeadline = clientDeadlineOf(call);
   return {
     deadline: Math.min(clientDeadline ?? Infinity, Date.now() + opts.requestTimeoutMs),

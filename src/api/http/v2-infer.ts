@@ -13,6 +13,7 @@ import { REQUEST_ID_HEADER, requestIdFrom } from '../request-id.js';
 import { ATTEMPTS_HEADER, CACHE_HEADER, cacheModeOf, TARGET_HEADER, VARIANT_HEADER } from '../served.js';
 import { readBody } from './body.js';
 import { clientDeadlineOf, type HttpApiOptions } from './context.js';
+import type { CancelSignal } from '../../core/cancel.js';
 
 const PREFIX = '/v2/models/';
 const HEADER_LENGTH = 'inference-header-content-length';
@@ -213,7 +214,7 @@ class HttpInferContext implements RequestContext {
     this.deadline = Math.min(this.clientDeadline ?? Infinity, now + requestTimeoutMs);
   }
 
-  get signal(): AbortSignal | undefined {
+  get signal(): CancelSignal | undefined {
     return this.ticket?.signal;
   }
 
