@@ -1,8 +1,9 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Histogram, type Registry } from 'prom-client';
 import type { BatchObserver } from '../batching/dynamic-batcher.js';
 import { GatewayError } from '../core/errors.js';
 import type { CallObserver, EndpointCallRecorder } from '../resilience/resilient-backend.js';
 import { REQUEST_BUCKETS } from './inference-metrics.js';
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './labelled-metrics.js';
 
 /** Rows per batch sent by the dynamic batchers. */
 export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
@@ -15,32 +16,32 @@ export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
  * built, with its histogram child bound and its counter children by code.
  */
 export class BackendCallMetrics implements CallObserver {
-  private readonly total: Counter<'backend' | 'endpoint' | 'code'>;
-  private readonly duration: Histogram<'backend' | 'endpoint'>;
+  private readonly total: CounterFamily<'backend' | 'endpoint' | 'code'>;
+  private readonly duration: HistogramFamily<'backend' | 'endpoint'>;
   /** One recorder per backend and endpoint, shared by the backends a config reload rebuilds. */
   private readonly recorders = new Map<string, EndpointRecorder>();
 
   constructor(registry: Registry) {
-    this.total = new Counter({
-      name: 'infergate_backend_requests_total',
-      help: 'Backend call attempts (retries included), by backend, endpoint and code (OK or the error code).',
-      labelNames: ['backend', 'endpoint', 'code'],
-      registers: [registry],
-    });
-    this.duration = new Histogram({
-      name: 'infergate_backend_request_duration_seconds',
-      help: 'Backend call attempt latency (streams: to the first part), by backend and endpoint.',
-      labelNames: ['backend', 'endpoint'],
-      buckets: REQUEST_BUCKETS,
-      registers: [registry],
-    });
+    this.total = new CounterFamily(
+      registry,
+      'infergate_backend_requests_total',
+      'Backend call attempts (retries included), by backend, endpoint and code (OK or the error code).',
+      ['backend', 'endpoint', 'code'],
+    );
+    this.duration = new HistogramFamily(
+      registry,
+      'infergate_backend_request_duration_seconds',
+      'Backend call attempt latency (streams: to the first part), by backend and endpoint.',
+      ['backend', 'endpoint'],
+      REQUEST_BUCKETS,
+    );
   }
 
   endpoint(backend: string, address: string): EndpointCallRecorder {
     const key = `${backend}\u0000${address}`;
     let recorder = this.recorders.get(key);
     if (recorder === undefined) {
-      recorder = new EndpointRecorder(this.total, backend, address, this.duration.labels(backend, address));
+      recorder = new EndpointRecorder(this.total, backend, address, this.duration.cell(backend, address));
       this.recorders.set(key, recorder);
     }
     return recorder;
@@ -48,19 +49,19 @@ export class BackendCallMetrics implements CallObserver {
 }
 
 class EndpointRecorder implements EndpointCallRecorder {
-  private readonly byCode = new Map<string, Counter.Internal>();
+  private readonly byCode = new Map<string, CounterCell>();
 
   constructor(
-    private readonly total: Counter<'backend' | 'endpoint' | 'code'>,
+    private readonly total: CounterFamily<'backend' | 'endpoint' | 'code'>,
     private readonly backend: string,
     private readonly address: string,
-    private readonly duration: Histogram.Internal<string>,
+    private readonly duration: HistogramCell,
   ) {}
 
   record(seconds: number, error: unknown): void {
     const code = error === undefined ? 'OK' : error instanceof GatewayError ? error.code : 'INTERNAL';
     let counter = this.byCode.get(code);
-    if (counter === undefined) this.byCode.set(code, (counter = this.total.labels(this.backend, this.address, code)));
+    if (counter === undefined) this.byCode.set(code, (counter = this.total.cell(this.backend, this.address, code)));
     counter.inc();
     this.duration.observe(seconds);
   }

@@ -1,13 +1,11 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { GatewayError } from '../core/errors.js';
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './labelled-metrics.js';
 
 /** The model label of a request whose model did not resolve to a configured route (never the client's string). */
 export const UNKNOWN_MODEL = 'unknown';
 /** Request latency buckets, in seconds. */
 export const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-type CounterChild = Counter.Internal;
-type HistogramChild = Histogram.Internal<string>;
 
 /**
  * infergate_requests_total{model,target,arm,code} and
@@ -16,32 +14,33 @@ type HistogramChild = Histogram.Internal<string>;
  * (a streamed answer: to its first part, as experiment results judge it).
  *
  * Label values come from the config only (route names, leaf ids, arm names)
- * or are error codes, so the series are bounded. Each label set's child is
+ * or are error codes, so the series are bounded. Each label set's cell is
  * looked up in nested maps, built once: a request costs map lookups, an
- * increment and an observation, and no label object.
+ * increment and an observation, and no label object or label hashing
+ * (labelled-metrics.ts).
  */
 export class InferenceMetrics {
-  private readonly total: Counter<'model' | 'target' | 'arm' | 'code'>;
-  private readonly duration: Histogram<'model' | 'arm'>;
-  /** model -> target -> arm -> code -> counter child. */
-  private readonly counters = new Map<string, Map<string, Map<string, Map<string, CounterChild>>>>();
-  /** model -> arm -> histogram child. */
-  private readonly histograms = new Map<string, Map<string, HistogramChild>>();
+  private readonly total: CounterFamily<'model' | 'target' | 'arm' | 'code'>;
+  private readonly duration: HistogramFamily<'model' | 'arm'>;
+  /** model -> target -> arm -> code -> counter cell. */
+  private readonly counters = new Map<string, Map<string, Map<string, Map<string, CounterCell>>>>();
+  /** model -> arm -> histogram cell. */
+  private readonly histograms = new Map<string, Map<string, HistogramCell>>();
 
   constructor(registry: Registry) {
-    this.total = new Counter({
-      name: 'infergate_requests_total',
-      help: "Inference requests answered, by public model ('unknown' when it did not resolve), serving leaf, experiment arm and code (OK or the error code).",
-      labelNames: ['model', 'target', 'arm', 'code'],
-      registers: [registry],
-    });
-    this.duration = new Histogram({
-      name: 'infergate_request_duration_seconds',
-      help: 'Inference request latency from arrival to answer (streamed answers: to the first part), by public model and experiment arm.',
-      labelNames: ['model', 'arm'],
-      buckets: REQUEST_BUCKETS,
-      registers: [registry],
-    });
+    this.total = new CounterFamily(
+      registry,
+      'infergate_requests_total',
+      "Inference requests answered, by public model ('unknown' when it did not resolve), serving leaf, experiment arm and code (OK or the error code).",
+      ['model', 'target', 'arm', 'code'],
+    );
+    this.duration = new HistogramFamily(
+      registry,
+      'infergate_request_duration_seconds',
+      'Inference request latency from arrival to answer (streamed answers: to the first part), by public model and experiment arm.',
+      ['model', 'arm'],
+      REQUEST_BUCKETS,
+    );
   }
 
   /** A timer for one inference request, started now. */
@@ -58,13 +57,13 @@ export class InferenceMetrics {
     let byCode = byArm.get(arm);
     if (byCode === undefined) byArm.set(arm, (byCode = new Map()));
     let counter = byCode.get(code);
-    if (counter === undefined) byCode.set(code, (counter = this.total.labels(model, target, arm, code)));
+    if (counter === undefined) byCode.set(code, (counter = this.total.cell(model, target, arm, code)));
     counter.inc();
 
     let arms = this.histograms.get(model);
     if (arms === undefined) this.histograms.set(model, (arms = new Map()));
     let histogram = arms.get(arm);
-    if (histogram === undefined) arms.set(arm, (histogram = this.duration.labels(model, arm)));
+    if (histogram === undefined) arms.set(arm, (histogram = this.duration.cell(model, arm)));
     histogram.observe(seconds);
   }
 }
