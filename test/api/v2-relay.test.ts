@@ -53,6 +53,7 @@ beforeAll(async () => {
         linear: relayed,
         identity_fp32: { fallback: [{ backend: 'nowhere-rest' }, rest], fallback_on: ['connect_failure', 'unavailable'], relay: true },
         identity_int16: { match: [{ when: { header: 'x-tenant', equals: 'acme' }, ...rest }], default: rest, relay: true },
+        identity_uint32: { ...relayed, version: '1' },
         // Decoded: not asked for; a cache; asked for but with a gRPC leaf, a rule on parameters, a shadow, an
         // experiment, another name on the backend.
         identity_int8: rest,
@@ -167,6 +168,32 @@ describe('v2 REST relay', () => {
     expect(s.infer).not.toHaveBeenCalled();
   });
 
+  it('sends the request id and a traceparent on, and asks for the pinned version', async () => {
+    const s = spies();
+    const reply = await postJsonText(viaGateway, 'identity_uint32', identity('UINT32', [4_000_000_000, 1]), { 'x-request-id': 'relay-abc' });
+    expect(reply.status, reply.text()).toBe(200);
+    expect(reply.json<{ model_version: string; outputs: { data: number[] }[] }>()).toMatchObject({ model_version: '1', outputs: [{ data: [4_000_000_000, 1] }] });
+    expect(s.relay).toHaveBeenCalledTimes(1);
+    expect(s.relay.mock.calls[0]!.slice(0, 2)).toEqual(['identity_uint32', '1']);
+    expect(triton.stats.lastHeaders?.['x-request-id']).toBe('relay-abc');
+    expect(triton.stats.lastHeaders?.['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    const other = await postJsonText(viaGateway, 'identity_uint32/versions/2', identity('UINT32', [1]));
+    expect(other.status).toBe(404);
+  });
+
+  it("answers 504 at the client's deadline when Triton is slow, as for decoded requests", async () => {
+    const s = spies();
+    triton.setFault({ kind: 'latency', ms: 1_000 });
+    try {
+      const reply = await postJsonText(viaGateway, 'linear', LINEAR, { 'x-infergate-timeout-ms': '100' });
+      expect(reply.status).toBe(504);
+      expect(reply.json<{ error: string }>().error).toMatch(/did not answer within/);
+      expect(s.relay).toHaveBeenCalledTimes(1);
+    } finally {
+      triton.setFault(undefined);
+    }
+  });
+
   it('relays a model whose rules read only headers, whichever branch a request takes', async () => {
     const s = spies();
     const plain = await postJsonText(viaGateway, 'identity_int16', identity('INT16', [7, -7]));
@@ -200,6 +227,7 @@ describe('v2 REST relay', () => {
       linear: true,
       identity_fp32: true,
       identity_int16: true,
+      identity_uint32: true,
       identity_int8: false,
       identity_int32: false,
       identity_int64: false,
