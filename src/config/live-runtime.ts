@@ -197,8 +197,11 @@ export class RuntimeSwitcher implements RuntimeApplier {
     for (const { model, reason } of router.relayRefusals()) log.warn({ model, reason }, 'relay: true does not apply to this model; its requests are decoded');
     for (const [model, entry] of Object.entries(config.models)) {
       if (entry.serving?.relay !== true) continue;
-      if (shadows?.covers(model) === true) log.warn({ model, reason: 'its shadow traffic needs the request decoded' }, 'relay: true does not apply to this model; its requests are decoded');
-      else if (experiments?.covers(model) === true) log.warn({ model, reason: 'its experiment needs the request decoded' }, 'relay: true does not apply to this model; its requests are decoded');
+      const reason =
+        shadows?.covers(model) === true ? 'its shadow traffic needs the request decoded'
+        : experiments?.covers(model) === true ? 'its experiment needs the request decoded'
+        : undefined;
+      if (reason !== undefined) log.warn({ model, reason }, 'relay: true does not apply to this model; its requests are decoded');
     }
   }
 

@@ -118,31 +118,38 @@ async function serve(service: InferenceService, opts: HttpApiOptions, req: Incom
     const relayed = service.relay({ model: path.model, version: path.version, body: relayBody(headers, headerLength, body) }, ctx, target);
     if (relayed !== undefined) {
       const reply = await relayed;
-      const out = ctx.answerHeaders(opts);
-      out['content-type'] = reply.contentType;
-      if (reply.headerLength !== undefined) out[HEADER_LENGTH] = String(reply.headerLength);
-      out['content-length'] = reply.bytes.length;
-      ctx.timer?.end();
-      res.writeHead(200, out);
-      res.end(reply.bytes);
+      writeAnswer(res, ctx, opts, reply.contentType, reply.headerLength, [reply.bytes], reply.bytes.length);
       return;
     }
     const { request, outputEncoding } = decodeInferRequest(body, headerLength, path.model, path.version);
     const response = await service.infer(request, ctx, target);
     const encoded = encodeInferResponse(response, outputEncoding);
-    const out = ctx.answerHeaders(opts);
-    out['content-type'] = encoded.contentType;
-    if (encoded.headerLength !== undefined) out[HEADER_LENGTH] = String(encoded.headerLength);
-    out['content-length'] = encoded.byteLength;
-    ctx.timer?.end();
-    res.writeHead(200, out);
-    writeChunks(res, encoded.chunks, encoded.byteLength);
+    writeAnswer(res, ctx, opts, encoded.contentType, encoded.headerLength, encoded.chunks, encoded.byteLength);
   } catch (err) {
     const error = toGatewayError(err);
     ctx.timer?.end(error);
     logRequestFailure(opts.logger, { requestId, trace_id: ctx.trace.traceId, method: 'POST', path: path.raw }, error);
     if (!res.headersSent && !res.destroyed) writeError(res, error, ctx.answerHeaders(opts));
   }
+}
+
+/** A 200 answer: the gateway's headers, the body's type and length; the request is counted as served first. */
+function writeAnswer(
+  res: ServerResponse,
+  ctx: HttpInferContext,
+  opts: HttpApiOptions,
+  contentType: string,
+  headerLength: number | undefined,
+  chunks: readonly Uint8Array[],
+  byteLength: number,
+): void {
+  const out = ctx.answerHeaders(opts);
+  out['content-type'] = contentType;
+  if (headerLength !== undefined) out[HEADER_LENGTH] = String(headerLength);
+  out['content-length'] = byteLength;
+  ctx.timer?.end();
+  res.writeHead(200, out);
+  writeChunks(res, chunks, byteLength);
 }
 
 /** Bodies up to this size go out as one Buffer; larger ones as their chunks (the tensors' own Buffers, not copied). */
