@@ -147,7 +147,7 @@ end
 export function format(result: unknown): string {
   const r = result as SoakResult;
   return [
-    `## Soak: ${r.connections} connections for ${r.seconds} s (wrk, REST JSON small, Infergate with auth and metrics)`,
+    `## Soak: ${r.connections} connections for ${r.seconds} s (wrk, REST JSON small, Infergate with auth, metrics and relay: true)`,
     '',
     '| requests | errors | req/s | p50 ms | p99 ms | idle RSS MB | peak RSS MB | first minute MB | last minute MB | growth |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -302,7 +302,7 @@ class CallAbort {
     }
   }
 
-  get signal(): CancelSignal {
+  get signal(): AbortSignal {
     return this.controller.signal;
   }
 

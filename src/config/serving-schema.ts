@@ -14,8 +14,9 @@ import type { RouteProblem } from './route-schema.js';
  *       backend: triton
  *       relay: true        # v2 REST bodies go to Triton as the client's bytes (InferenceService.relay)
  *
- * They apply at every leaf of the model's tree (and of its experiment arms). `relay` needs the request as bytes,
- * so it cannot be combined with the three others, which need it decoded.
+ * The first three apply at every leaf of the model's tree (and of its experiment arms). `relay` needs the request
+ * as bytes, so it cannot be combined with them, which need it decoded; it never applies while an experiment or a
+ * shadow covers the model (see ModelRoute.relayable and InferenceService.relay).
  */
 
 export const SERVING_KEYS = ['cache', 'coalesce', 'batching', 'relay'] as const;
